@@ -1,0 +1,151 @@
+"""Every error relos raises.
+
+One base class, :class:`RelosError`, and one subclass per thing that can go
+wrong. Each message says what happened *and* what to do next. Driver errors
+(sqlite3, psycopg) are translated into these at the store boundary, so user code
+never has to import a driver to catch a relos failure.
+"""
+
+from __future__ import annotations
+
+
+class RelosError(Exception):
+    """Base class of every error raised by relos."""
+
+
+# --- configuration and database access -------------------------------------------------
+
+
+class ConfigError(RelosError, ValueError):
+    """The configuration (or a database URL) is malformed."""
+
+
+class DatabaseUnreachableError(RelosError, ConnectionError):
+    """The database could not be reached or opened."""
+
+
+class SchemaVersionError(RelosError):
+    """The database schema was written by a newer relos than this one."""
+
+
+class StoreError(RelosError):
+    """The database refused an operation for a reason relos did not expect."""
+
+
+class NotLaunchedError(RelosError):
+    """A relos operation was called before ``DBOS.launch()`` (or after ``destroy``)."""
+
+
+# --- serialization ----------------------------------------------------------------------
+
+
+class SerializationError(RelosError, TypeError):
+    """A value cannot be stored: it names the argument or return value and the fix."""
+
+
+class RecordedError(RelosError):
+    """Stands in for a recorded exception whose original type cannot be rebuilt.
+
+    ``error_type`` is the dotted name of the original class, ``recorded_message``
+    its message and ``recorded_traceback`` the traceback text captured when it
+    was raised.
+    """
+
+    def __init__(self, error_type: str, message: str, traceback_text: str = "") -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.recorded_message = message
+        self.recorded_traceback = traceback_text
+
+
+# --- workflows --------------------------------------------------------------------------
+
+
+class WorkflowNotRegisteredError(RelosError):
+    """A workflow name found in the database has no registered function here."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"workflow function {name!r} is not registered in this process: import the "
+            f"module that defines it (decorated with @DBOS.workflow()) before DBOS.launch()"
+        )
+        self.name = name
+
+
+class NonExistentWorkflowError(RelosError, LookupError):
+    """A workflow ID was given that the database does not know."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"no workflow with ID {workflow_id!r}: check the ID "
+            f"(`relos workflow list` shows the known ones)"
+        )
+        self.workflow_id = workflow_id
+
+
+class WorkflowConflictError(RelosError):
+    """A workflow ID is already in use by another workflow function, or a step of
+    this workflow was recorded concurrently by another process."""
+
+
+class NonDeterministicWorkflowError(RelosError):
+    """On replay, a workflow called a different step than the one recorded."""
+
+    def __init__(self, workflow_id: str, function_id: int, recorded: str, called: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} is not deterministic: step #{function_id} was recorded "
+            f"as {recorded!r} but the code now calls {called!r}. Workflow code must call the "
+            f"same steps in the same order on every run; move nondeterminism (clocks, random "
+            f"numbers, I/O) into steps, or fork the workflow from before this step"
+        )
+        self.workflow_id = workflow_id
+        self.function_id = function_id
+
+
+class WorkflowCancelledError(RelosError):
+    """Raised inside a workflow that was cancelled (or timed out) to stop it."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} was cancelled")
+        self.workflow_id = workflow_id
+
+
+class AwaitedWorkflowCancelledError(RelosError):
+    """``get_result()`` was called on a workflow that was cancelled."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was cancelled and has no result; "
+            f"`relos workflow resume {workflow_id}` runs it again from its last step"
+        )
+        self.workflow_id = workflow_id
+
+
+class MaxRecoveryAttemptsExceededError(RelosError):
+    """``get_result()`` on a workflow that was dead-lettered after too many recoveries."""
+
+    def __init__(self, workflow_id: str, attempts: int) -> None:
+        super().__init__(
+            f"workflow {workflow_id!r} was recovered {attempts} times without finishing and "
+            f"is dead-lettered (MAX_RECOVERY_ATTEMPTS_EXCEEDED); fix the cause, then "
+            f"`relos workflow resume {workflow_id}`"
+        )
+        self.workflow_id = workflow_id
+
+
+class MaxStepRetriesExceededError(RelosError):
+    """A step with retries failed on every attempt; ``errors`` holds each failure."""
+
+    def __init__(self, step_name: str, attempts: int, errors: list[BaseException]) -> None:
+        last = errors[-1] if errors else None
+        super().__init__(
+            f"step {step_name!r} failed {attempts} times; last error: "
+            f"{type(last).__name__ if last else 'none'}: {last}"
+        )
+        self.step_name = step_name
+        self.attempts = attempts
+        self.errors = errors
+
+
+class WorkflowTimeoutError(WorkflowCancelledError):
+    """Raised inside a workflow whose deadline (``SetWorkflowTimeout``) passed."""

@@ -1,0 +1,329 @@
+"""The storage interface: every piece of relos state goes through these methods.
+
+Each method's docstring states its guarantee. There are two implementations,
+:mod:`relos.store.sqlite` (embedded default) and :mod:`relos.store.postgres`,
+both built on the shared SQL of :mod:`relos.store.sql`, and one contract test
+suite (``tests/contract``) that runs against both.
+
+Rows cross this boundary as the plain dataclasses below, values as the
+serialized text produced by :mod:`relos.serialization`; the store never
+interprets user values. Times are integer milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Workflow status values (the state machine is documented in the migration).
+PENDING = "PENDING"
+SUCCESS = "SUCCESS"
+ERROR = "ERROR"
+CANCELLED = "CANCELLED"
+ENQUEUED = "ENQUEUED"
+MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
+TERMINAL_STATUSES = frozenset({SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
+ALL_STATUSES = frozenset({PENDING, SUCCESS, ERROR, CANCELLED, ENQUEUED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
+
+
+@dataclass
+class WorkflowRow:
+    """One row of ``workflow_status``."""
+
+    workflow_id: str
+    status: str
+    name: str
+    executor_id: str
+    created_at: int
+    updated_at: int
+    inputs: str | None = None
+    output: str | None = None
+    error: str | None = None
+    owner: str | None = None
+    class_name: str | None = None
+    config_name: str | None = None
+    application_version: str | None = None
+    application_id: str | None = None
+    authenticated_user: str | None = None
+    assumed_role: str | None = None
+    authenticated_roles: str | None = None
+    parent_workflow_id: str | None = None
+    forked_from: str | None = None
+    queue_name: str | None = None
+    deduplication_id: str | None = None
+    priority: int = 0
+    recovery_attempts: int = 1
+    timeout_ms: int | None = None
+    deadline_epoch_ms: int | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+
+
+#: Column order used by every query that reads or writes a whole WorkflowRow.
+WORKFLOW_COLUMNS: tuple[str, ...] = tuple(WorkflowRow.__dataclass_fields__)
+
+
+@dataclass
+class StepRow:
+    """One row of ``operation_outputs``: a step a workflow performed."""
+
+    workflow_id: str
+    function_id: int
+    function_name: str
+    kind: str
+    output: str | None
+    error: str | None
+    started_at: int
+    completed_at: int
+    child_workflow_id: str | None = None
+    executor_id: str | None = None
+
+
+STEP_COLUMNS: tuple[str, ...] = tuple(StepRow.__dataclass_fields__)
+
+
+@dataclass
+class ExecutorRow:
+    """One row of ``executors``: a process running workflows."""
+
+    instance_id: str
+    executor_id: str
+    application_version: str | None
+    hostname: str
+    pid: int
+    started_at: int
+    heartbeat_at: int
+    stopped_at: int | None = None
+
+
+EXECUTOR_COLUMNS: tuple[str, ...] = tuple(ExecutorRow.__dataclass_fields__)
+
+
+@dataclass
+class ListFilter:
+    """Filters for :meth:`SystemStore.list_workflows`; ``None`` means "any"."""
+
+    workflow_ids: list[str] | None = None
+    status: list[str] | None = None
+    name: str | None = None
+    start_time: int | None = None
+    end_time: int | None = None
+    executor_id: str | None = None
+    application_version: str | None = None
+    parent_workflow_id: str | None = None
+    limit: int | None = None
+    offset: int | None = None
+    sort_desc: bool = False
+    load_values: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SystemStore(abc.ABC):
+    """The system database. Thread-safe: one instance serves a whole process."""
+
+    #: ``"sqlite"`` or ``"postgres"``.
+    backend: str
+    #: True when other processes' writes are announced (LISTEN/NOTIFY) so
+    #: waiters may poll rarely; False when waiters must poll.
+    pushes_notifications: bool = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply every migration not yet recorded, in order, each in its own
+        transaction together with its row in ``migrations``; return the versions
+        applied. Safe to call from several processes at once (serialised by a
+        lock). Raises SchemaVersionError if the database is newer than the code."""
+
+    @abc.abstractmethod
+    def schema_version(self) -> int:
+        """The highest applied migration version (0 for an empty database)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every connection. The store is unusable afterwards."""
+
+    @abc.abstractmethod
+    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+        """Call ``on_change(channel, workflow_id)`` from a background thread when
+        another process sends a message, sets an event or writes a stream
+        (channels ``notifications``, ``events``, ``streams``). A no-op where the
+        backend cannot announce changes (``pushes_notifications`` is False)."""
+
+    # --- executors -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_executor(self, row: ExecutorRow) -> None:
+        """Insert (or replace) this process's executor row. One commit."""
+
+    @abc.abstractmethod
+    def heartbeat(self, instance_id: str, now: int) -> None:
+        """Set the executor's ``heartbeat_at``. One commit."""
+
+    @abc.abstractmethod
+    def deregister_executor(self, instance_id: str, now: int) -> None:
+        """Mark the executor stopped (``stopped_at``); its row is kept as history."""
+
+    @abc.abstractmethod
+    def get_executors(self, instance_ids: list[str] | None = None) -> list[ExecutorRow]:
+        """Executor rows, all of them or those named."""
+
+    # --- workflows --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        """Create the workflow if its ID is new: atomically, so exactly one caller
+        ever creates a given ID. Returns None when this call created it (one
+        statement, one commit, no read), else the existing row, unchanged."""
+
+    @abc.abstractmethod
+    def insert_child_workflow(self, row: WorkflowRow, step: StepRow) -> WorkflowRow | None:
+        """Like :meth:`insert_workflow` for a child workflow, and in the same
+        transaction record ``step`` (its ``child_workflow_id`` set) in the
+        parent's step log if not already there. Returns as insert_workflow."""
+
+    @abc.abstractmethod
+    def complete_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, now: int
+    ) -> bool:
+        """Set a terminal status with its output or error, only if the workflow is
+        still PENDING (a cancelled workflow stays cancelled). One statement.
+        Returns whether the row changed."""
+
+    @abc.abstractmethod
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        """The workflow's row, or None when the ID is unknown."""
+
+    @abc.abstractmethod
+    def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
+        """Rows matching every filter, ordered by created_at (then ID)."""
+
+    @abc.abstractmethod
+    def find_recoverable(self, executor_ids: list[str]) -> list[tuple[str, str | None]]:
+        """(workflow_id, owner) of every PENDING workflow of these executors."""
+
+    @abc.abstractmethod
+    def claim_workflow(
+        self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,
+        now: int,
+    ) -> WorkflowRow | None:
+        """Compare-and-swap the owner of a PENDING workflow from
+        ``expected_owner`` to ``new_owner`` and add one to its recovery attempts.
+        Of concurrent claims on the same (workflow, expected owner) exactly one
+        succeeds. Returns the updated row, or None when the claim lost."""
+
+    @abc.abstractmethod
+    def set_workflow_status(
+        self, workflow_id: str, status: str, now: int, *, only_if: frozenset[str] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Set the status (and error, if given), if the current status is in
+        ``only_if`` (any status when None). Returns whether the row changed."""
+
+    @abc.abstractmethod
+    def resume_workflow(self, workflow_id: str, now: int) -> bool:
+        """Make a non-SUCCESS workflow PENDING again with no owner and recovery
+        attempts reset, so an executor picks it up; its recorded steps are kept.
+        Returns False if the workflow is unknown or already succeeded."""
+
+    @abc.abstractmethod
+    def fork_workflow(
+        self, source_id: str, new_id: str, start_step: int, new_row: WorkflowRow
+    ) -> None:
+        """In one transaction: insert ``new_row`` (a copy of the source with a new
+        ID, PENDING, no owner) and copy the source's steps, events and stream
+        entries recorded before ``start_step``, so the fork replays them and runs
+        live from ``start_step`` on."""
+
+    # --- steps ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def record_step(self, step: StepRow) -> None:
+        """Append a step's outcome: one statement, one commit, no read. Raises
+        WorkflowCancelledError when the workflow is no longer PENDING (the
+        record is refused, so a cancelled workflow stops at its next step) and
+        WorkflowConflictError when the step was already recorded (another
+        process ran the same workflow)."""
+
+    @abc.abstractmethod
+    def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
+        """Every recorded step of the workflow, by function_id. One read; the
+        runtime calls it once per recovered workflow."""
+
+    @abc.abstractmethod
+    def transaction(
+        self, isolation_level: str | None
+    ) -> AbstractContextManager[Any]:
+        """A DB-API connection inside an open transaction on the system
+        database, committed when the block exits normally, rolled back on an
+        exception. For ``@DBOS.transaction`` when the application database is
+        the system database."""
+
+    @abc.abstractmethod
+    def record_step_in(self, conn: Any, step: StepRow) -> None:
+        """:meth:`record_step` inside a transaction opened by :meth:`transaction`,
+        so the step's output commits atomically with the user's writes."""
+
+    # --- messages, events, streams ------------------------------------------------------
+
+    @abc.abstractmethod
+    def send(
+        self, destination_id: str, topic: str, message: str, message_id: str,
+        sender_workflow_id: str | None, now: int, step: StepRow | None,
+    ) -> None:
+        """Queue a message for a workflow and, in the same transaction, record
+        ``step`` if given. A second send with the same ``message_id`` is a no-op
+        (idempotency). Raises NonExistentWorkflowError for an unknown destination."""
+
+    @abc.abstractmethod
+    def recv(self, destination_id: str, topic: str, step: StepRow, now: int) -> str | None:
+        """In one transaction take the oldest unconsumed message on the topic,
+        mark it consumed, and record ``step`` with the message as its output.
+        Returns the message text, or None (nothing recorded) when there is none."""
+
+    @abc.abstractmethod
+    def set_event(
+        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None
+    ) -> None:
+        """Set the workflow's event ``key`` (the history table keeps every value)
+        and, in the same transaction, record ``step`` if given."""
+
+    @abc.abstractmethod
+    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        """(found, value) of the workflow's event ``key``."""
+
+    @abc.abstractmethod
+    def get_all_events(self, workflow_id: str) -> dict[str, str | None]:
+        """Every current event of the workflow."""
+
+    @abc.abstractmethod
+    def write_stream(
+        self, workflow_id: str, key: str, value: str | None, closed: bool, now: int,
+        step: StepRow | None, function_id: int | None,
+    ) -> None:
+        """Append a value (or, with ``closed``, the end marker) to the stream at
+        the next position, and record ``step`` if given, in one transaction.
+        Writing to a closed stream raises StoreError."""
+
+    @abc.abstractmethod
+    def read_stream(
+        self, workflow_id: str, key: str, from_position: int
+    ) -> list[tuple[int, str | None, bool]]:
+        """Entries (position, value, closed) at or after ``from_position``."""
+
+    # --- retention --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def garbage_collect(self, cutoff: int) -> int:
+        """Delete finished workflows (and their steps, messages, events, streams
+        and history) completed before ``cutoff``, and history rows older than it.
+        Returns the number of workflows deleted."""
+
+
+def rows_to(cls: type[Any], columns: tuple[str, ...], rows: Iterator[Any] | list[Any]) -> list[Any]:
+    """Build dataclass instances from positional rows selected in ``columns`` order."""
+    return [cls(**dict(zip(columns, r))) for r in rows]

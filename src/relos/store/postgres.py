@@ -1,0 +1,207 @@
+"""The PostgreSQL backend (production): psycopg 3 with a connection pool.
+
+Every table lives in one schema (``relos`` unless configured). Connections run
+in autocommit mode, so a single-statement state change is one round trip; psycopg
+prepares statements that repeat. Triggers announce new messages, events and
+stream entries with NOTIFY, and one listening connection per process wakes the
+local waiters (polling remains the fallback).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from relos import errors
+from relos.store import migrations
+from relos.store.sql import SQLStore
+
+try:
+    import psycopg
+    import psycopg.errors
+    from psycopg import sql as pgsql
+    from psycopg_pool import ConnectionPool
+except ImportError:  # pragma: no cover - exercised only without the extra installed
+    psycopg = None  # type: ignore[assignment]
+
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
+_MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
+_CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
+             "relos_streams": "streams"}
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for error messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def require_psycopg() -> None:
+    if psycopg is None:
+        raise errors.ConfigError(
+            "PostgreSQL support needs psycopg: pip install 'relos[postgres]'"
+        )
+
+
+class PostgresStore(SQLStore):
+    backend = "postgres"
+    paramstyle = "pyformat"
+    pushes_notifications = True
+
+    def __init__(self, url: str, *, schema: str = "relos", pool_size: int = 16,
+                 connect_timeout: float = 10.0):
+        require_psycopg()
+        if not _SCHEMA_RE.match(schema):
+            raise errors.ConfigError(
+                f"invalid PostgreSQL schema name {schema!r}: use letters, digits and "
+                f"underscores, starting with a letter"
+            )
+        self.url = url
+        self.schema = schema
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        super().__init__(prefix=f'"{schema}".')
+        self._ensure_database(connect_timeout)
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=max(2, pool_size), open=False, timeout=connect_timeout,
+            kwargs={"autocommit": True, "prepare_threshold": 2},
+            name="relos-system",
+        )
+        self.pool.open(wait=True, timeout=connect_timeout)
+
+    # --- connections ------------------------------------------------------------------
+
+    def _ensure_database(self, timeout: float) -> None:
+        """Connect once to report a clear error, creating the database if it is missing."""
+        try:
+            psycopg.connect(self.url, connect_timeout=int(max(1, timeout))).close()
+            return
+        except psycopg.OperationalError as exc:
+            if "does not exist" not in str(exc) or "database" not in str(exc):
+                raise errors.DatabaseUnreachableError(
+                    f"cannot connect to PostgreSQL at {redact(self.url)}: "
+                    f"{str(exc).strip()}; check that the server is running and the URL's "
+                    f"host, port, user and password"
+                ) from exc
+        except psycopg.ProgrammingError as exc:
+            raise errors.ConfigError(
+                f"malformed PostgreSQL URL {redact(self.url)}: {exc}; expected "
+                f"postgresql://user:password@host:port/database"
+            ) from exc
+        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        dbname = str(info.get("dbname"))
+        info["dbname"] = "postgres"
+        with psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True) as conn:
+            try:
+                conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(dbname)))
+            except psycopg.errors.DuplicateDatabase:
+                pass
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _tx(self, isolation_level: str | None = None) -> Iterator[Any]:
+        with self.pool.connection() as conn, conn.transaction():
+            if isolation_level and isolation_level != "READ COMMITTED":
+                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {_isolation(isolation_level)}")
+            yield conn
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        if isinstance(exc, psycopg.errors.IntegrityError):
+            return errors.StoreError(f"the database refused the write: {exc}")
+        if isinstance(exc, psycopg.OperationalError):
+            return errors.DatabaseUnreachableError(
+                f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}"
+            )
+        return None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        applied: list[int] = []
+        known = migrations.latest("postgres")
+        with self._errors(), self.pool.connection() as conn:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
+                             .format(pgsql.Identifier(self.schema)))
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {self.prefix}migrations (version INTEGER "
+                    f"PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+                )
+            for mig in migrations.load("postgres", self.prefix):
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    done = conn.execute(
+                        f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}migrations"
+                    ).fetchone()[0]
+                    if done > known:
+                        raise migrations.too_new(done, known)
+                    if mig.version <= done:
+                        continue
+                    conn.execute(mig.sql)
+                    conn.execute(
+                        f"INSERT INTO {self.prefix}migrations (version, name, applied_at) "
+                        f"VALUES (%s, %s, %s)", (mig.version, mig.name, int(time.time() * 1000)),
+                    )
+                    applied.append(mig.version)
+        if self.schema_version() > known:
+            raise migrations.too_new(self.schema_version(), known)
+        return applied
+
+    def schema_version(self) -> int:
+        with self._errors(), self.pool.connection() as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (f"{self.prefix}migrations",))
+            if exists.fetchone()[0] is None:
+                return 0
+            r = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}migrations")
+            return int(r.fetchone()[0])
+
+    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+        if self._listener is not None:
+            return
+        self._listener = threading.Thread(
+            target=self._listen, args=(on_change,), name="relos-pg-listener", daemon=True
+        )
+        self._listener.start()
+
+    def _listen(self, on_change: Callable[[str, str], None]) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    for channel in _CHANNELS:
+                        conn.execute(f"LISTEN {channel}")
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=0.5):
+                            on_change(_CHANNELS.get(n.channel, n.channel), n.payload)
+            except psycopg.Error:
+                # The server went away: waiters keep polling meanwhile; reconnect.
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+            self._listener = None
+        self.pool.close()
+
+    def raw_connection(self) -> Any:
+        """A fresh autocommit connection (for tests and the benchmark floor)."""
+        return psycopg.connect(self.url, autocommit=True)
+
+
+def _isolation(level: str) -> str:
+    norm = level.upper().replace("_", " ")
+    if norm not in ISOLATION_LEVELS:
+        raise errors.ConfigError(
+            f"unknown isolation level {level!r}: use one of {', '.join(ISOLATION_LEVELS)}"
+        )
+    return norm
+

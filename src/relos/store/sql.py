@@ -1,0 +1,399 @@
+"""The SQL implementation of :class:`~relos.store.base.SystemStore` shared by
+both backends.
+
+A backend supplies connections (:meth:`SQLStore._conn` for single statements in
+autocommit mode, :meth:`SQLStore._tx` for a multi-statement transaction), the
+parameter style, and the translation of its driver's errors. The queries
+themselves live in ``queries.sql``; the schema in ``migrations/<backend>/``.
+
+Hot-path rule: an operation that changes state is one statement (autocommit,
+one round trip, one commit) unless it must be atomic with another write, and
+then it is one transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from importlib import resources
+from typing import Any
+
+from relos import errors
+from relos.store import base
+from relos.store.base import (
+    EXECUTOR_COLUMNS,
+    STEP_COLUMNS,
+    WORKFLOW_COLUMNS,
+    ExecutorRow,
+    ListFilter,
+    StepRow,
+    WorkflowRow,
+)
+
+_NAME_RE = re.compile(r"^-- name: (\S+)\s*$", re.M)
+_PARAM_RE = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def load_queries(backend: str, prefix: str, paramstyle: str) -> dict[str, str]:
+    """Read ``queries.sql`` and return ``{name: sql}`` for one backend, with the
+    table prefix filled in and parameters in the driver's style."""
+    text = resources.files("relos.store").joinpath("queries.sql").read_text("utf-8")
+    parts = _NAME_RE.split(text)
+    fill = {
+        "p": prefix,
+        "workflow_columns": ", ".join(WORKFLOW_COLUMNS),
+        "workflow_params": ", ".join(f":{c}" for c in WORKFLOW_COLUMNS),
+        "step_columns": ", ".join(STEP_COLUMNS),
+        "step_params": ", ".join(f":{c}" for c in STEP_COLUMNS),
+        "executor_columns": ", ".join(EXECUTOR_COLUMNS),
+        "executor_params": ", ".join(f":{c}" for c in EXECUTOR_COLUMNS),
+    }
+    shared: dict[str, str] = {}
+    specific: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2]):
+        sql = body.strip().format(**fill)
+        if paramstyle == "pyformat":
+            sql = _PARAM_RE.sub(r"%(\1)s", sql)
+        if "@" in name:
+            qname, _, for_backend = name.partition("@")
+            if for_backend == backend:
+                specific[qname] = sql
+        else:
+            shared[name] = sql
+    shared.update(specific)
+    return shared
+
+
+class SQLStore(base.SystemStore):
+    """Shared SQL; subclasses provide connections and dialect details."""
+
+    paramstyle = "named"
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.q = load_queries(self.backend, prefix, self.paramstyle)
+
+    # --- what a backend provides -------------------------------------------------------
+
+    @abc.abstractmethod
+    def _conn(self) -> AbstractContextManager[Any]:
+        """A connection in autocommit mode, for single statements."""
+
+    @abc.abstractmethod
+    def _tx(self, isolation_level: str | None = None) -> AbstractContextManager[Any]:
+        """A connection inside a transaction (committed on normal exit)."""
+
+    @abc.abstractmethod
+    def _translate(self, exc: Exception) -> Exception | None:
+        """A relos error for a driver error, or None to re-raise it unchanged."""
+
+    def _ph(self, name: str) -> str:
+        """The placeholder for parameter ``name`` in this driver's style."""
+        return f"%({name})s" if self.paramstyle == "pyformat" else f":{name}"
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _run(self, sql: str, params: dict[str, Any]) -> int:
+        with self._errors(), self._conn() as conn:
+            return int(conn.execute(sql, params).rowcount)
+
+    def _one(self, sql: str, params: dict[str, Any]) -> Any:
+        with self._errors(), self._conn() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self._errors(), self._conn() as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    # --- executors -------------------------------------------------------------------
+
+    def register_executor(self, row: ExecutorRow) -> None:
+        self._run(self.q["register_executor"], vars(row))
+
+    def heartbeat(self, instance_id: str, now: int) -> None:
+        self._run(self.q["heartbeat"], {"instance_id": instance_id, "now": now})
+
+    def deregister_executor(self, instance_id: str, now: int) -> None:
+        self._run(self.q["deregister_executor"], {"instance_id": instance_id, "now": now})
+
+    def get_executors(self, instance_ids: list[str] | None = None) -> list[ExecutorRow]:
+        sql = f"SELECT {', '.join(EXECUTOR_COLUMNS)} FROM {self.prefix}executors"
+        params: dict[str, Any] = {}
+        if instance_ids is not None:
+            if not instance_ids:
+                return []
+            sql += " WHERE instance_id IN (" + self._in_list("i", instance_ids, params) + ")"
+        sql += " ORDER BY started_at"
+        return base.rows_to(ExecutorRow, EXECUTOR_COLUMNS, self._all(sql, params))
+
+    def _in_list(self, stem: str, values: list[Any], params: dict[str, Any]) -> str:
+        names = []
+        for i, v in enumerate(values):
+            params[f"{stem}{i}"] = v
+            names.append(self._ph(f"{stem}{i}"))
+        return ", ".join(names)
+
+    # --- workflows --------------------------------------------------------------------
+
+    def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        if self._run(self.q["insert_workflow"], vars(row)) == 1:
+            return None
+        existing = self.get_workflow(row.workflow_id)
+        if existing is None:  # deleted in between: vanishingly rare, try again
+            return self.insert_workflow(row)
+        return existing
+
+    def insert_child_workflow(self, row: WorkflowRow, step: StepRow) -> WorkflowRow | None:
+        with self._errors(), self._tx() as conn:
+            inserted = conn.execute(self.q["insert_workflow"], vars(row)).rowcount == 1
+            conn.execute(self.q["insert_step"], vars(step))
+            if inserted:
+                return None
+            found = conn.execute(self.q["get_workflow"], {"workflow_id": row.workflow_id})
+            return WorkflowRow(*found.fetchone())
+
+    def complete_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None, now: int
+    ) -> bool:
+        params = {"workflow_id": workflow_id, "status": status, "output": output,
+                  "error": error, "now": now}
+        return self._run(self.q["complete_workflow"], params) == 1
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        r = self._one(self.q["get_workflow"], {"workflow_id": workflow_id})
+        return None if r is None else WorkflowRow(*r)
+
+    def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
+        cols = list(WORKFLOW_COLUMNS)
+        if not flt.load_values:
+            cols = [c if c not in ("inputs", "output", "error") else f"NULL AS {c}" for c in cols]
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if flt.workflow_ids is not None:
+            if not flt.workflow_ids:
+                return []
+            where.append(f"workflow_id IN ({self._in_list('w', flt.workflow_ids, params)})")
+        if flt.status:
+            where.append(f"status IN ({self._in_list('s', flt.status, params)})")
+        for col, val in (("name", flt.name), ("executor_id", flt.executor_id),
+                         ("application_version", flt.application_version),
+                         ("parent_workflow_id", flt.parent_workflow_id)):
+            if val is not None:
+                params[col] = val
+                where.append(f"{col} = {self._ph(col)}")
+        if flt.start_time is not None:
+            params["start_time"] = flt.start_time
+            where.append(f"created_at >= {self._ph('start_time')}")
+        if flt.end_time is not None:
+            params["end_time"] = flt.end_time
+            where.append(f"created_at <= {self._ph('end_time')}")
+        order = "DESC" if flt.sort_desc else "ASC"
+        sql = f"SELECT {', '.join(cols)} FROM {self.prefix}workflow_status"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at {order}, workflow_id {order}"
+        if flt.limit is not None:
+            params["limit"] = int(flt.limit)
+            sql += f" LIMIT {self._ph('limit')}"
+        if flt.offset:
+            if flt.limit is None:
+                sql += " LIMIT -1" if self.backend == "sqlite" else " LIMIT ALL"
+            params["offset"] = int(flt.offset)
+            sql += f" OFFSET {self._ph('offset')}"
+        return [WorkflowRow(*r) for r in self._all(sql, params)]
+
+    def find_recoverable(self, executor_ids: list[str]) -> list[tuple[str, str | None]]:
+        if not executor_ids:
+            return []
+        params: dict[str, Any] = {}
+        sql = (f"SELECT workflow_id, owner FROM {self.prefix}workflow_status "
+               f"WHERE status = 'PENDING' AND executor_id IN "
+               f"({self._in_list('e', executor_ids, params)}) ORDER BY created_at")
+        return [(r[0], r[1]) for r in self._all(sql, params)]
+
+    def claim_workflow(
+        self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,
+        now: int,
+    ) -> WorkflowRow | None:
+        params = {"workflow_id": workflow_id, "expected_owner": expected_owner,
+                  "new_owner": new_owner, "executor_id": executor_id, "now": now}
+        with self._errors(), self._tx() as conn:
+            r = conn.execute(self.q["claim_workflow"], params).fetchone()
+        return None if r is None else WorkflowRow(*r)
+
+    def set_workflow_status(
+        self, workflow_id: str, status: str, now: int, *, only_if: frozenset[str] | None = None,
+        error: str | None = None,
+    ) -> bool:
+        params: dict[str, Any] = {"workflow_id": workflow_id, "status": status, "now": now}
+        sets = [f"status = {self._ph('status')}", f"updated_at = {self._ph('now')}"]
+        if status in base.TERMINAL_STATUSES:
+            sets.append(f"completed_at = {self._ph('now')}")
+        if error is not None:
+            params["error"] = error
+            sets.append(f"error = {self._ph('error')}")
+        sql = (f"UPDATE {self.prefix}workflow_status SET {', '.join(sets)} "
+               f"WHERE workflow_id = {self._ph('workflow_id')}")
+        if only_if is not None:
+            sql += f" AND status IN ({self._in_list('o', sorted(only_if), params)})"
+        return self._run(sql, params) == 1
+
+    def resume_workflow(self, workflow_id: str, now: int) -> bool:
+        return self._run(self.q["resume_workflow"], {"workflow_id": workflow_id, "now": now}) == 1
+
+    def fork_workflow(
+        self, source_id: str, new_id: str, start_step: int, new_row: WorkflowRow
+    ) -> None:
+        params = {"source_id": source_id, "new_id": new_id, "start_step": start_step}
+        with self._errors(), self._tx() as conn:
+            if conn.execute(self.q["insert_workflow"], vars(new_row)).rowcount != 1:
+                raise errors.WorkflowConflictError(
+                    f"cannot fork into workflow ID {new_id!r}: that ID is already used; "
+                    f"choose another ID or omit it to get a fresh one"
+                )
+            conn.execute(self.q["fork_steps"], params)
+            conn.execute(self.q["fork_events"], params)
+            conn.execute(self.q["fork_streams"], params)
+
+    # --- steps ------------------------------------------------------------------------
+
+    def record_step(self, step: StepRow) -> None:
+        if self._run(self.q["insert_step"], vars(step)) != 1:
+            self._step_refused(step)
+
+    def record_step_in(self, conn: Any, step: StepRow) -> None:
+        with self._errors():
+            if conn.execute(self.q["insert_step"], vars(step)).rowcount != 1:
+                self._step_refused(step)
+
+    def _step_refused(self, step: StepRow) -> None:
+        """Explain why insert_step changed nothing (the rare path: one read)."""
+        row = self.get_workflow(step.workflow_id)
+        if row is None:
+            raise errors.NonExistentWorkflowError(step.workflow_id)
+        if row.status != base.PENDING:
+            raise errors.WorkflowCancelledError(step.workflow_id)
+        raise errors.WorkflowConflictError(
+            f"step #{step.function_id} ({step.function_name}) of workflow {step.workflow_id!r} "
+            f"was already recorded: another process is running this workflow"
+        )
+
+    def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
+        rows = self._all(self.q["load_steps"], {"workflow_id": workflow_id})
+        return {r[1]: StepRow(*r) for r in rows}
+
+    def transaction(self, isolation_level: str | None) -> AbstractContextManager[Any]:
+        return self._tx(isolation_level)
+
+    # --- messages, events, streams ------------------------------------------------------
+
+    def send(
+        self, destination_id: str, topic: str, message: str, message_id: str,
+        sender_workflow_id: str | None, now: int, step: StepRow | None,
+    ) -> None:
+        params = {"message_id": message_id, "destination_id": destination_id, "topic": topic,
+                  "message": message, "sender_workflow_id": sender_workflow_id, "now": now}
+        try:
+            with self._errors(), self._tx() as conn:
+                conn.execute(self.q["insert_message"], params)
+                if step is not None:
+                    self.record_step_in(conn, step)
+        except errors.StoreError as exc:
+            if self.get_workflow(destination_id) is None:
+                raise errors.NonExistentWorkflowError(destination_id) from exc
+            raise
+
+    def recv(self, destination_id: str, topic: str, step: StepRow, now: int) -> str | None:
+        params = {"destination_id": destination_id, "topic": topic, "now": now,
+                  "function_id": step.function_id}
+        with self._errors(), self._tx() as conn:
+            r = conn.execute(self.q["take_message"], params).fetchone()
+            if r is None:
+                return None
+            step.output = r[0]
+            self.record_step_in(conn, step)
+            return str(r[0])
+
+    def set_event(
+        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None
+    ) -> None:
+        params = {"workflow_id": workflow_id, "key": key, "value": value, "now": now,
+                  "function_id": step.function_id if step else None}
+        try:
+            with self._errors(), self._tx() as conn:
+                conn.execute(self.q["set_event"], params)
+                if step is not None:
+                    self.record_step_in(conn, step)
+        except errors.StoreError as exc:
+            if self.get_workflow(workflow_id) is None:
+                raise errors.NonExistentWorkflowError(workflow_id) from exc
+            raise
+
+    def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
+        r = self._one(self.q["get_event"], {"workflow_id": workflow_id, "key": key})
+        return (False, None) if r is None else (True, r[0])
+
+    def get_all_events(self, workflow_id: str) -> dict[str, str | None]:
+        rows = self._all(self.q["get_all_events"], {"workflow_id": workflow_id})
+        return {r[0]: r[1] for r in rows}
+
+    def write_stream(
+        self, workflow_id: str, key: str, value: str | None, closed: bool, now: int,
+        step: StepRow | None, function_id: int | None,
+    ) -> None:
+        params = {"workflow_id": workflow_id, "key": key, "value": value,
+                  "closed": 1 if closed else 0, "now": now, "function_id": function_id}
+        try:
+            with self._errors(), self._tx() as conn:
+                if conn.execute(self.q["stream_closed"], params).fetchone() is not None:
+                    raise errors.StoreError(
+                        f"stream {key!r} of workflow {workflow_id!r} is closed: nothing can "
+                        f"be written to it after close_stream"
+                    )
+                conn.execute(self.q["append_stream"], params)
+                if step is not None:
+                    self.record_step_in(conn, step)
+        except errors.StoreError as exc:
+            if "is closed" not in str(exc) and self.get_workflow(workflow_id) is None:
+                raise errors.NonExistentWorkflowError(workflow_id) from exc
+            raise
+
+    def read_stream(
+        self, workflow_id: str, key: str, from_position: int
+    ) -> list[tuple[int, str | None, bool]]:
+        params = {"workflow_id": workflow_id, "key": key, "from_position": from_position}
+        return [(int(r[0]), r[1], bool(r[2])) for r in self._all(self.q["read_stream"], params)]
+
+    # --- retention --------------------------------------------------------------------
+
+    def garbage_collect(self, cutoff: int) -> int:
+        p = self.prefix
+        ids = [r[0] for r in self._all(self.q["gc_workflow_ids"], {"cutoff": cutoff})]
+        for start in range(0, len(ids), 500):
+            params: dict[str, Any] = {}
+            in_list = self._in_list("g", ids[start:start + 500], params)
+            with self._errors(), self._tx() as conn:
+                for table in ("operation_outputs", "workflow_status_history",
+                              "workflow_events_history", "notifications", "workflow_events",
+                              "streams"):
+                    col = "destination_id" if table == "notifications" else "workflow_id"
+                    conn.execute(f"DELETE FROM {p}{table} WHERE {col} IN ({in_list})", params)
+                conn.execute(f"DELETE FROM {p}workflow_status WHERE workflow_id IN ({in_list})",
+                             params)
+        params = {"cutoff": cutoff}
+        with self._errors(), self._tx() as conn:
+            for table in ("workflow_status_history", "workflow_events_history"):
+                conn.execute(f"DELETE FROM {p}{table} WHERE at < {self._ph('cutoff')}", params)
+        return len(ids)

@@ -1,0 +1,201 @@
+"""The embedded SQLite backend (the default).
+
+One database file in WAL mode, shared safely by every thread and process that
+opens it. Each thread keeps its own connection (SQLite connections are cheap and
+not meant to be shared); single statements run in autocommit mode and
+multi-statement transactions take the write lock up front (``BEGIN IMMEDIATE``)
+so two writers never deadlock upgrading a read lock. Waiters poll: SQLite cannot
+announce another process's commit.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from relos import errors
+from relos.store import migrations
+from relos.store.sql import SQLStore
+
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class SQLiteStore(SQLStore):
+    backend = "sqlite"
+    paramstyle = "named"
+    pushes_notifications = False
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 30000):
+        sync = synchronous.upper()
+        if sync not in SYNCHRONOUS_MODES:
+            raise errors.ConfigError(
+                f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, "
+                f"not {synchronous!r}"
+            )
+        self.path = path
+        self.synchronous = sync
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        super().__init__(prefix="")
+        self._connection()  # fail now, with a clear error, if the file cannot be opened
+
+    # --- connections ------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise errors.NotLaunchedError("the SQLite store is closed")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise errors.DatabaseUnreachableError(
+                f"cannot open SQLite database {self.path!r}: directory {directory!r} does not "
+                f"exist; create it or set system_database_url to sqlite:///<existing dir>/file"
+            )
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        except sqlite3.DatabaseError as exc:
+            raise errors.DatabaseUnreachableError(
+                f"cannot open SQLite database {self.path!r}: {exc}; check the path and its "
+                f"permissions, and that the file is a SQLite database"
+            ) from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all_conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        yield self._connection()
+
+    @contextmanager
+    def _tx(self, isolation_level: str | None = None) -> Iterator[sqlite3.Connection]:
+        # SQLite transactions are always serializable, whatever level was asked.
+        conn = self._connection()
+        if conn.in_transaction:  # nested use on this thread: join the open transaction
+            yield conn
+            return
+        self._begin_immediate(conn)
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        # busy_timeout covers most lock waits, but BEGIN IMMEDIATE can still
+        # report "locked" under heavy contention; keep trying until the timeout.
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return errors.StoreError(f"the database refused the write: {exc}")
+        if isinstance(exc, sqlite3.OperationalError):
+            return errors.StoreError(f"SQLite error on {self.path!r}: {exc}")
+        return None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        conn = self._connection()
+        applied: list[int] = []
+        with self._errors():
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            for mig in migrations.load("sqlite", ""):
+                with self._tx() as tx:
+                    done = tx.execute("SELECT MAX(version) FROM migrations").fetchone()[0] or 0
+                    if done > migrations.latest("sqlite"):
+                        raise migrations.too_new(done, migrations.latest("sqlite"))
+                    if mig.version <= done:
+                        continue
+                    # executescript would commit our transaction: run statement by statement.
+                    for stmt in _split_statements(mig.sql):
+                        tx.execute(stmt)
+                    tx.execute(
+                        "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                        (mig.version, mig.name, int(time.time() * 1000)),
+                    )
+                    applied.append(mig.version)
+            self._check_version()
+        return applied
+
+    def _check_version(self) -> None:
+        version = self.schema_version()
+        if version > migrations.latest("sqlite"):
+            raise migrations.too_new(version, migrations.latest("sqlite"))
+
+    def schema_version(self) -> int:
+        with self._errors():
+            conn = self._connection()
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='migrations'"
+            ).fetchone()
+            if not exists:
+                return 0
+            return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM migrations")
+                       .fetchone()[0])
+
+    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns, self._all_conns = self._all_conns, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._local = threading.local()
+
+    def raw_connection(self) -> Any:
+        """This thread's connection (for tests and the benchmark floor)."""
+        return self._connection()
+
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.strip()
+        if not buf and (not stripped or stripped.startswith("--")):
+            continue
+        buf.append(line)
+        candidate = "\n".join(buf)
+        if stripped.endswith(";") and sqlite3.complete_statement(candidate):
+            out.append(candidate)
+            buf = []
+    if buf and "\n".join(buf).strip():
+        out.append("\n".join(buf))
+    return out
