@@ -1,42 +1,36 @@
-"""How workflow inputs, outputs and errors become TEXT in the database, and back.
+"""How workflow inputs, outputs and errors become database TEXT, and back.
 
-Two serializers exist. ``json`` (the default) is safe: decoding never unpickles
-and never calls anything except a short list of known constructors, so a row
-read from the database cannot run arbitrary code. ``pickle`` is opt-in and
-stores anything picklable, at the usual pickle risk.
+``json`` (the default) is safe: decoding never unpickles and calls nothing but a
+few known constructors. ``pickle`` is opt-in and stores anything picklable.
 
-JSON format. Values JSON represents natively (``None``, ``bool``, ``int``,
-finite ``float``, ``str``, lists, dicts with ``str`` keys) are written as plain
-JSON. Everything else becomes a *tagged object*::
+JSON-native values (None, bool, int, finite float, str, lists, dicts with str
+keys) are written as plain JSON. Anything else becomes a tagged object
+``{"__relos__": "<tag>", ...}``: ``tuple``/``set``/``frozenset`` (``items``);
+``dict`` (``items`` as [key, value] pairs, for non-str keys and to escape dicts
+that contain the key "__relos__"); ``float`` (nan/inf); ``bytes``/``bytearray``
+(base64); ``datetime`` (ISO, plus the IANA ``tz`` key if any); ``date``;
+``time``; ``timedelta`` ([days, seconds, microseconds]); ``decimal``; ``uuid``;
+and, with ``type`` = "module:QualName", ``enum`` (``value``), ``dataclass``
+(``fields``), ``pydantic`` (``value`` = model_dump(mode="json")) and
+``exception`` (``message``, ``traceback``, and ``args`` when serializable).
 
-    {"__relos__": "<tag>", ...fields}
+Decoding imports the module, walks the qualified name and accepts the result
+only if it is a class of the expected kind. Otherwise (class renamed, defined in
+a function, wrong kind, constructor fails) the value degrades to data instead of
+failing: a dataclass or model to a dict of its fields, an enum member to its
+value, an exception to :class:`RecordedError`.
 
-Tags: ``tuple``/``set``/``frozenset`` (``items``), ``dict`` (``items`` as
-``[key, value]`` pairs; used for non-``str`` keys and for dicts that contain the
-``"__relos__"`` key themselves, which is how such dicts are escaped), ``float``
-(``value`` "nan"/"inf"/"-inf"), ``bytes``/``bytearray`` (base64 ``value``),
-``datetime`` (ISO ``value``, optional IANA ``tz``), ``date``, ``time``,
-``timedelta`` (``value`` [days, seconds, microseconds]), ``decimal``, ``uuid``,
-and, with ``type`` = ``"module:QualName"``: ``enum`` (``value``), ``dataclass``
-(``fields``), ``pydantic`` (``value`` = ``model_dump(mode="json")``) and
-``exception`` (``message``, ``traceback``, ``args`` when they are serializable).
-
-Decoding resolves ``type`` by importing the module and walking the qualified
-name, and only accepts a class of the expected kind. When it cannot (renamed
-class, class defined in a function, wrong kind, constructor failure), the value
-degrades to plain data (a dataclass or model becomes a dict of its fields, an
-enum member its value, an exception a :class:`RecordedError`) instead of failing.
-
-Speed. ``dumps`` first runs one allocation-free pass checking whether the value
-is JSON-native; if so the C encoder writes it directly with no copy. ``loads``
-only installs the tag-decoding hook when the text contains ``"__relos__"``.
-``None`` short-circuits both ways. Failure paths (finding the path of a bad
-value, binding arguments to a signature) cost nothing until something fails.
+Speed: ``dumps`` first makes one allocation-free pass checking that the value is
+JSON-native; if so the C encoder writes it directly, with no copy. ``loads``
+installs the tag hook only when the text contains "__relos__". ``None`` takes a
+shortcut both ways. Error-message work (locating the bad value, binding arguments
+to a signature) only happens once something has failed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -71,34 +65,39 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
-class _Unserializable(SerializationError):
-    """Raised by the JSON encoder; ``path`` is filled in (innermost first) while unwinding."""
+class _Lit(str):
+    """A path segment written as is (``.field``), unlike keys and indexes (``[key]``)."""
+
+
+class _Unserializable(Exception):
+    """Raised inside the JSON encoder; ``path`` is filled in, innermost first, while unwinding.
+
+    ``JSONSerializer.dumps`` turns it into a SerializationError whose ``__cause__`` it is.
+    """
 
     def __init__(self, value: Any, detail: str = "") -> None:
         super().__init__()
-        self.value_type = type(value)
-        self.detail = detail
-        self.path: list[str] = []
-
-    @property
-    def where(self) -> str:
-        return "".join(reversed(self.path))
+        self.value_type, self.detail = type(value), detail
+        self.path: list[Any] = []
 
     def describe(self, subject: str) -> str:
         name = self.value_type.__qualname__
         detail = f" ({self.detail})" if self.detail else ""
         if self.path:
-            head = f"{subject} contains a value of type {name} at {self.where}"
-            return f"{head} that cannot be serialized as JSON{detail}; {_FIX}"
-        return f"{subject} (type {name}) cannot be serialized as JSON{detail}; {_FIX}"
+            where = "".join(k if isinstance(k, _Lit) else f"[{k!r}]" for k in reversed(self.path))
+            subject = f"{subject} contains a value of type {name} at {where} that"
+        else:
+            subject = f"{subject} (type {name})"
+        return f"{subject} cannot be serialized as JSON{detail}; {_FIX}"
 
     def __str__(self) -> str:
         return self.describe("the value")
 
 
-# --- encoding -----------------------------------------------------------------------------
+# --- encoding ------------------------------------------------------------------------------
 
-_NATIVE = frozenset({str, int, bool, type(None)})
+_NATIVE, _STR = frozenset({str, int, bool, type(None)}), frozenset({str})
+_SET_ITEM, _VALUE = _Lit("{...}"), _Lit(".value")
 
 
 def _is_plain(v: Any) -> bool:
@@ -106,78 +105,53 @@ def _is_plain(v: Any) -> bool:
     t = type(v)
     if t in _NATIVE:
         return True
-    if t is float:
-        return math.isfinite(v)
-    if t is list:
-        return all(map(_is_plain, v))
     if t is dict:
-        return TAG not in v and all(type(k) is str for k in v) and all(map(_is_plain, v.values()))
-    return False
+        if TAG in v or not _STR.issuperset(map(type, v)):
+            return False
+        v = v.values()
+    elif t is float:
+        return math.isfinite(v)
+    elif t is not list:
+        return False
+    # Flat containers are checked without a Python call per item.
+    return _NATIVE.issuperset(map(type, v)) or all(map(_is_plain, v))
 
 
-def _type_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _encode_seq(items: Any) -> list[Any]:
-    out = []
-    for i, x in enumerate(items):
-        try:
-            out.append(_encode(x))
-        except _Unserializable as e:
-            e.path.append(f"[{i}]")
-            raise
-    return out
-
-
-def _encode_set(items: Any) -> list[Any]:
+def _item(x: Any, key: Any) -> Any:
+    """Encode ``x``, found at ``key`` of its container (recorded only if it fails)."""
     try:
-        return [_encode(x) for x in items]
+        return _encode(x)
     except _Unserializable as e:
-        e.path.append("{...}")
+        e.path.append(key)
         raise
 
 
 def _encode_dict(d: Any) -> Any:
-    if TAG not in d and all(type(k) is str for k in d):
-        out = {}
-        for k, x in d.items():
-            try:
-                out[k] = _encode(x)
-            except _Unserializable as e:
-                e.path.append(f"[{k!r}]")
-                raise
-        return out
-    pairs = []
-    for k, x in d.items():
-        try:
-            pairs.append([_encode(k), _encode(x)])
-        except _Unserializable as e:
-            e.path.append(f"[{k!r}]")
-            raise
-    return {TAG: "dict", "items": pairs}
+    if TAG not in d and _STR.issuperset(map(type, d)):
+        return {k: _item(x, k) for k, x in d.items()}
+    return {TAG: "dict", "items": [[_item(k, k), _item(x, k)] for k, x in d.items()]}
 
 
-def _encode_float(v: float) -> Any:
-    return v if math.isfinite(v) else {TAG: "float", "value": str(v)}
-
-
-def _encode_datetime(v: datetime) -> Any:
+def _encode_datetime(v: datetime) -> dict[str, Any]:
     out = {TAG: "datetime", "value": v.isoformat()}
     if isinstance(v.tzinfo, ZoneInfo) and v.tzinfo.key:
         out["tz"] = v.tzinfo.key
     return out
 
 
+def _b64(v: bytes | bytearray) -> str:
+    return base64.b64encode(v).decode("ascii")
+
+
 _EXACT: dict[type, Callable[[Any], Any]] = {
-    float: _encode_float,
-    list: _encode_seq,
+    float: lambda v: float(v) if math.isfinite(v) else {TAG: "float", "value": str(v)},
+    list: lambda v: [_item(x, i) for i, x in enumerate(v)],
     dict: _encode_dict,
-    tuple: lambda v: {TAG: "tuple", "items": _encode_seq(v)},
-    set: lambda v: {TAG: "set", "items": _encode_set(v)},
-    frozenset: lambda v: {TAG: "frozenset", "items": _encode_set(v)},
-    bytes: lambda v: {TAG: "bytes", "value": base64.b64encode(v).decode("ascii")},
-    bytearray: lambda v: {TAG: "bytearray", "value": base64.b64encode(v).decode("ascii")},
+    tuple: lambda v: {TAG: "tuple", "items": [_item(x, i) for i, x in enumerate(v)]},
+    set: lambda v: {TAG: "set", "items": [_item(x, _SET_ITEM) for x in v]},
+    frozenset: lambda v: {TAG: "frozenset", "items": [_item(x, _SET_ITEM) for x in v]},
+    bytes: lambda v: {TAG: "bytes", "value": _b64(v)},
+    bytearray: lambda v: {TAG: "bytearray", "value": _b64(v)},
     datetime: _encode_datetime,
     date: lambda v: {TAG: "date", "value": v.isoformat()},
     time: lambda v: {TAG: "time", "value": v.isoformat()},
@@ -194,43 +168,34 @@ def _encode(v: Any) -> Any:
     handler = _EXACT.get(t)
     if handler is not None:
         return handler(v)
+    path = f"{t.__module__}:{t.__qualname__}"
     if isinstance(v, Enum):
-        try:
-            value = _encode(v.value)
-        except _Unserializable as e:
-            e.path.append(".value")
-            raise
-        return {TAG: "enum", "type": _type_path(t), "value": value}
+        return {TAG: "enum", "type": path, "value": _item(v.value, _VALUE)}
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        fields = {}
-        for f in dataclasses.fields(v):
-            try:
-                fields[f.name] = _encode(getattr(v, f.name))
-            except _Unserializable as e:
-                e.path.append(f".{f.name}")
-                raise
-        return {TAG: "dataclass", "type": _type_path(t), "fields": _encode_dict_shell(fields)}
+        fields = {
+            f.name: _item(getattr(v, f.name), _Lit("." + f.name)) for f in dataclasses.fields(v)
+        }
+        if TAG in fields:  # a field named like the tag key: escape it
+            fields = {TAG: "dict", "items": [list(kv) for kv in fields.items()]}
+        return {TAG: "dataclass", "type": path, "fields": fields}
     if hasattr(t, "model_dump") and hasattr(t, "model_validate"):
         try:
             dumped = v.model_dump(mode="json")
         except Exception as exc:
             raise _Unserializable(v, f"model_dump failed: {exc}") from None
-        return {TAG: "pydantic", "type": _type_path(t), "value": _encode(dumped)}
+        return {TAG: "pydantic", "type": path, "value": _encode(dumped)}
     if isinstance(v, BaseException):
         return _encode_exception(v)
-    # Subclasses of supported types (OrderedDict, namedtuple, numpy.float64...) are
+    # Subclasses (str/int subclasses, OrderedDict, namedtuple, numpy.float64...) are
     # stored as their base type.
-    if isinstance(v, (str, int)):
-        return str.__str__(v) if isinstance(v, str) else int(v)
+    if isinstance(v, str):
+        return str.__str__(v)
+    if isinstance(v, int):
+        return int.__int__(v)
     for base, handler in _EXACT.items():
         if isinstance(v, base):
-            return handler(base(v) if base in (float, list, dict, tuple, set) else v)
+            return handler(v)
     raise _Unserializable(v)
-
-
-def _encode_dict_shell(fields: dict[str, Any]) -> Any:
-    """Wrap already-encoded ``fields`` so a field named ``__relos__`` cannot look like a tag."""
-    return {TAG: "dict", "items": [[k, x] for k, x in fields.items()]} if TAG in fields else fields
 
 
 def _safe_str(e: BaseException) -> str:
@@ -242,32 +207,26 @@ def _safe_str(e: BaseException) -> str:
 
 def _encode_exception(e: BaseException) -> dict[str, Any]:
     if isinstance(e, RecordedError):  # keep the original's identity through re-raises
-        return {TAG: "exception", "type": e.error_type, "message": e.recorded_message,
-                "traceback": e.recorded_traceback}
-    try:
-        tb = "".join(traceback.format_exception(e))
-    except Exception:
-        tb = ""
-    out: dict[str, Any] = {TAG: "exception", "type": _type_path(type(e)),
-                           "message": _safe_str(e), "traceback": tb}
-    try:
-        out["args"] = _encode(list(e.args))
-    except (SerializationError, RecursionError):
-        pass
+        kind, message, tb = e.error_type, e.recorded_message, e.recorded_traceback
+    else:
+        kind = f"{type(e).__module__}:{type(e).__qualname__}"
+        message, tb = _safe_str(e), "".join(traceback.format_exception(e))
+    out = {TAG: "exception", "type": kind, "message": message, "traceback": tb}
+    if not isinstance(e, RecordedError):  # without args, an error decodes as a RecordedError
+        with contextlib.suppress(_Unserializable, RecursionError):
+            out["args"] = _encode(list(e.args))
     return out
 
 
 _write = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
 
 
-# --- decoding -----------------------------------------------------------------------------
+# --- decoding ------------------------------------------------------------------------------
 
 
 def _resolve(path: Any, accept: Callable[[Any], bool]) -> Any:
-    """Import ``"module:QualName"``; return the object if ``accept`` likes it, else None."""
-    if not isinstance(path, str):
-        return None
-    module_name, _, qualname = path.partition(":")
+    """Import ``"module:QualName"``; return the class if ``accept`` likes it, else None."""
+    module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
     if not module_name or not qualname or "<locals>" in qualname:
         return None
     try:
@@ -276,72 +235,58 @@ def _resolve(path: Any, accept: Callable[[Any], bool]) -> Any:
             obj = getattr(obj, part)
     except Exception:
         return None
-    return obj if accept(obj) else None
+    return obj if isinstance(obj, type) and accept(obj) else None
 
 
-def _is_kind(base: type) -> Callable[[Any], bool]:
-    return lambda obj: isinstance(obj, type) and issubclass(obj, base)
+def _rebuild(
+    d: dict[str, Any], accept: Callable[[Any], bool], build: Callable[[Any], Any], fallback: Any
+) -> Any:
+    cls = _resolve(d.get("type"), accept)
+    if cls is not None:
+        try:
+            return build(cls)
+        except Exception:
+            pass
+    return fallback
 
 
-def _decode_dataclass(d: dict[str, Any]) -> Any:
-    fields = d["fields"]
-    cls = _resolve(d.get("type"), lambda c: isinstance(c, type) and dataclasses.is_dataclass(c))
-    if cls is None:
-        return fields
+def _build_dataclass(cls: Any, fields: dict[str, Any]) -> Any:
     init = {f.name for f in dataclasses.fields(cls) if f.init}
-    try:
-        return cls(**{k: x for k, x in fields.items() if k in init})
-    except Exception:
-        return fields
+    return cls(**{k: x for k, x in fields.items() if k in init})
 
 
-def _decode_pydantic(d: dict[str, Any]) -> Any:
-    cls = _resolve(d.get("type"), lambda c: isinstance(c, type) and hasattr(c, "model_validate"))
-    try:
-        return d["value"] if cls is None else cls.model_validate(d["value"])
-    except Exception:
-        return d["value"]
-
-
-def _decode_enum(d: dict[str, Any]) -> Any:
-    cls = _resolve(d.get("type"), _is_kind(Enum))
-    try:
-        return d["value"] if cls is None else cls(d["value"])
-    except Exception:
-        return d["value"]
+def _build_exception(cls: Any, args: list[Any], message: str) -> BaseException | None:
+    rebuilt: BaseException = cls(*args)
+    # Only trust the rebuilt error if it reads the same as the recorded one.
+    return rebuilt if _safe_str(rebuilt) == message else None
 
 
 def _decode_exception(d: dict[str, Any]) -> BaseException:
     type_name, message = str(d.get("type", "")), str(d.get("message", ""))
-    tb = str(d.get("traceback", ""))
+    tb, args = str(d.get("traceback", "")), d.get("args")
     exc: BaseException | None = None
-    cls = _resolve(type_name, _is_kind(BaseException))
-    if cls is not None and isinstance(d.get("args"), list):
-        try:
-            candidate = cls(*d["args"])
-            # Only trust the rebuilt error if it reads the same as the recorded one.
-            if _safe_str(candidate) == message:
-                exc = candidate
-        except Exception:
-            pass
+    if isinstance(args, list):
+        build = lambda c: _build_exception(c, args, message)  # noqa: E731
+        exc = _rebuild(d, lambda c: issubclass(c, BaseException), build, None)
     if exc is None:
         exc = RecordedError(type_name, message, tb)
-    exc.__relos_traceback__ = tb  # type: ignore[attr-defined]
+    exc.__dict__["__relos_traceback__"] = tb
     return exc
 
 
 def _decode_datetime(d: dict[str, Any]) -> datetime:
     dt = datetime.fromisoformat(d["value"])
-    if "tz" in d and dt.tzinfo is not None:
-        try:
-            dt = dt.astimezone(ZoneInfo(d["tz"]))
-        except Exception:
-            pass  # keep the fixed offset: same instant, tz database just lacks the key
+    with contextlib.suppress(Exception):  # unknown key: keep the fixed offset (same instant)
+        zone = ZoneInfo(d["tz"]) if "tz" in d else None
+        for fold in (0, 1) if zone is not None else ():
+            local = dt.replace(tzinfo=zone, fold=fold)
+            if local.utcoffset() == dt.utcoffset():
+                return local
     return dt
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "dict": lambda d: {k: x for k, x in d["items"]},
+    "dict": lambda d: dict(d["items"]),
     "tuple": lambda d: tuple(d["items"]),
     "set": lambda d: set(d["items"]),
     "frozenset": lambda d: frozenset(d["items"]),
@@ -354,9 +299,18 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "timedelta": lambda d: timedelta(*d["value"]),
     "decimal": lambda d: Decimal(d["value"]),
     "uuid": lambda d: uuid.UUID(d["value"]),
-    "enum": _decode_enum,
-    "dataclass": _decode_dataclass,
-    "pydantic": _decode_pydantic,
+    "enum": lambda d: _rebuild(
+        d, lambda c: issubclass(c, Enum), lambda c: c(d["value"]), d["value"]
+    ),
+    "dataclass": lambda d: _rebuild(
+        d, dataclasses.is_dataclass, lambda c: _build_dataclass(c, d["fields"]), d["fields"]
+    ),
+    "pydantic": lambda d: _rebuild(
+        d,
+        lambda c: hasattr(c, "model_validate"),
+        lambda c: c.model_validate(d["value"]),
+        d["value"],
+    ),
     "exception": _decode_exception,
 }
 
@@ -367,9 +321,7 @@ def _decode_object(d: dict[str, Any]) -> Any:
         return d
     decoder = _DECODERS.get(d[TAG])
     if decoder is None:
-        raise SerializationError(
-            f"unknown tag {d[TAG]!r} in stored value: it was written by a newer relos; upgrade"
-        )
+        raise SerializationError(f"unknown tag {d[TAG]!r}: written by a newer relos? upgrade")
     return decoder(d)
 
 
@@ -377,7 +329,7 @@ _read_plain = json.JSONDecoder().decode
 _read_tagged = json.JSONDecoder(object_hook=_decode_object).decode
 
 
-# --- serializers --------------------------------------------------------------------------
+# --- serializers ---------------------------------------------------------------------------
 
 
 class JSONSerializer:
@@ -389,15 +341,11 @@ class JSONSerializer:
         if value is None:
             return "null"
         try:
-            if _is_plain(value):
-                return _write(value)
-            return _write(_encode(value))
-        except RecursionError:
-            raise SerializationError(
-                "value is too deeply nested or contains a reference cycle"
-            ) from None
-        except ValueError as exc:
-            raise SerializationError(f"value cannot be written as JSON: {exc}") from None
+            return _write(value if _is_plain(value) else _encode(value))
+        except _Unserializable as exc:
+            raise SerializationError(str(exc)) from exc
+        except (RecursionError, ValueError) as exc:  # a reference cycle, a huge int...
+            raise SerializationError(f"value cannot be written as JSON: {exc!r}") from None
 
     def loads(self, text: str) -> Any:
         if text == "null":
@@ -406,9 +354,9 @@ class JSONSerializer:
             return _read_tagged(text) if TAG in text else _read_plain(text)
         except SerializationError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except Exception as exc:
             raise SerializationError(
-                f"stored value is not valid relos JSON ({exc}): {text[:80]!r}"
+                f"stored value is not relos JSON ({exc}): {text[:80]!r}"
             ) from None
 
 
@@ -419,14 +367,18 @@ class PickleSerializer:
     prefix = "pickle:"
 
     def dumps(self, value: Any) -> str:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        return self.prefix + base64.b64encode(data).decode("ascii")
+        try:
+            return self.prefix + _b64(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception as exc:
+            raise SerializationError(
+                f"{type(value).__qualname__} cannot be pickled: {exc}"
+            ) from exc
 
     def loads(self, text: str) -> Any:
         if not text.startswith(self.prefix):
             raise SerializationError(
-                f"stored value was not written by the pickle serializer ({text[:40]!r}): "
-                f"the serializer was probably changed; configure the one that wrote it"
+                f"stored value was not written by the pickle serializer ({text[:40]!r}): the "
+                f"serializer was probably changed; configure the one that wrote the data"
             )
         try:
             return pickle.loads(base64.b64decode(text[len(self.prefix) :], validate=True))
@@ -439,23 +391,25 @@ _SERIALIZERS: dict[str, Serializer] = {"json": _JSON, "pickle": PickleSerializer
 
 
 def get_serializer(name: str) -> Serializer:
-    """The serializer called ``name``; raises ConfigError for unknown names."""
-    try:
+    """The serializer called ``name``; ConfigError for unknown names."""
+    if isinstance(name, str) and name in _SERIALIZERS:
         return _SERIALIZERS[name]
-    except (KeyError, TypeError):
-        valid = ", ".join(repr(n) for n in _SERIALIZERS)
-        raise ConfigError(f"unknown serializer {name!r}: valid names are {valid}") from None
+    valid = ", ".join(repr(n) for n in _SERIALIZERS)
+    raise ConfigError(f"unknown serializer {name!r}: valid names are {valid}")
 
 
-# --- runtime helpers ----------------------------------------------------------------------
+# --- runtime helpers -----------------------------------------------------------------------
 
 
-def _failure(subject: str, value: Any, exc: Exception, serializer: Serializer) -> SerializationError:
-    if isinstance(exc, _Unserializable):
-        return SerializationError(exc.describe(subject))
+def _failure(
+    subject: str, value: Any, exc: Exception, serializer: Serializer
+) -> SerializationError:
+    cause = exc if isinstance(exc, _Unserializable) else exc.__cause__
+    if isinstance(cause, _Unserializable):
+        return SerializationError(cause.describe(subject))
     return SerializationError(
-        f"{subject} (type {type(value).__qualname__}) cannot be serialized by the "
-        f"{serializer.name!r} serializer: {exc}"
+        f"{subject} (type {type(value).__qualname__}) cannot be "
+        f"serialized by the {serializer.name!r} serializer: {cause or exc}"
     )
 
 
@@ -470,23 +424,24 @@ def serialize_value(serializer: Serializer, value: Any, what: str) -> str:
 def _labelled_arguments(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[tuple[str, Any]]:
+    labelled = [(f"#{i}", a) for i, a in enumerate(args)] + [
+        (repr(k), v) for k, v in kwargs.items()
+    ]
     try:
         sig = inspect.signature(func)
         bound = sig.bind(*args, **kwargs)
     except (TypeError, ValueError):
-        return [(f"#{i} (positional)", a) for i, a in enumerate(args)] + [
-            (repr(k), v) for k, v in kwargs.items()
-        ]
-    out: list[tuple[str, Any]] = []
+        return labelled  # fall back to positions
+    labelled = []
     for name, value in bound.arguments.items():
         kind = sig.parameters[name].kind
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            out += [(repr(f"*{name}[{i}]"), v) for i, v in enumerate(value)]
+            labelled += [(repr(f"*{name}[{i}]"), v) for i, v in enumerate(value)]
         elif kind is inspect.Parameter.VAR_KEYWORD:
-            out += [(repr(k), v) for k, v in value.items()]
+            labelled += [(repr(k), v) for k, v in value.items()]
         else:
-            out.append((repr(name), value))
-    return out
+            labelled.append((repr(name), value))
+    return labelled
 
 
 def serialize_inputs(
@@ -522,16 +477,21 @@ def deserialize_inputs(serializer: Serializer, text: str) -> tuple[tuple[Any, ..
 
 
 def serialize_exception(serializer: Serializer, exc: BaseException) -> str:
-    """Errors always use the JSON encoding (whatever ``serializer`` is) so they stay readable."""
-    return _write(_encode_exception(exc))
+    """Errors always use the JSON encoding, whatever ``serializer`` is, so they stay readable."""
+    record = _encode_exception(exc)
+    try:
+        return _write(record)
+    except (ValueError, RecursionError):  # e.g. an int too long for str(): drop the args
+        record.pop("args", None)
+        return _write(record)
 
 
 def deserialize_exception(serializer: Serializer, text: str) -> BaseException:
-    """Rebuild a recorded error: its original type when possible, else a RecordedError.
+    """Rebuild a recorded error: its original type if possible, else a RecordedError.
 
     Either way ``__relos_traceback__`` holds the traceback text recorded when it was raised.
     """
     value = _JSON.loads(text)
     if not isinstance(value, BaseException):
-        raise SerializationError(f"stored error is not a relos exception record: {text[:80]!r}")
+        raise SerializationError(f"stored error is not an exception record: {text[:80]!r}")
     return value

@@ -18,6 +18,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from relos import errors
+
 #: Workflow status values (the state machine is documented in the migration).
 PENDING = "PENDING"
 SUCCESS = "SUCCESS"
@@ -26,6 +28,7 @@ CANCELLED = "CANCELLED"
 ENQUEUED = "ENQUEUED"
 MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
 TERMINAL_STATUSES = frozenset({SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
+ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
 ALL_STATUSES = frozenset({PENDING, SUCCESS, ERROR, CANCELLED, ENQUEUED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
 
 
@@ -327,3 +330,14 @@ class SystemStore(abc.ABC):
 def rows_to(cls: type[Any], columns: tuple[str, ...], rows: Iterator[Any] | list[Any]) -> list[Any]:
     """Build dataclass instances from positional rows selected in ``columns`` order."""
     return [cls(**dict(zip(columns, r))) for r in rows]
+
+
+def check_isolation(level: str | None) -> str | None:
+    if level is None:
+        return None
+    norm = str(level).upper().replace("_", " ")
+    if norm not in ISOLATION_LEVELS:
+        raise errors.ConfigError(
+            f"unknown isolation level {level!r}: use one of {', '.join(ISOLATION_LEVELS)}"
+        )
+    return norm

@@ -18,6 +18,7 @@ from typing import Any
 
 from relos import errors
 from relos.store import migrations
+from relos.store.base import check_isolation
 from relos.store.sql import SQLStore
 
 try:
@@ -29,7 +30,6 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
     psycopg = None  # type: ignore[assignment]
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
              "relos_streams": "streams"}
@@ -110,7 +110,8 @@ class PostgresStore(SQLStore):
     def _tx(self, isolation_level: str | None = None) -> Iterator[Any]:
         with self.pool.connection() as conn, conn.transaction():
             if isolation_level and isolation_level != "READ COMMITTED":
-                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {_isolation(isolation_level)}")
+                level = check_isolation(isolation_level)
+                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
             yield conn
 
     def _translate(self, exc: Exception) -> Exception | None:
@@ -196,12 +197,4 @@ class PostgresStore(SQLStore):
         """A fresh autocommit connection (for tests and the benchmark floor)."""
         return psycopg.connect(self.url, autocommit=True)
 
-
-def _isolation(level: str) -> str:
-    norm = level.upper().replace("_", " ")
-    if norm not in ISOLATION_LEVELS:
-        raise errors.ConfigError(
-            f"unknown isolation level {level!r}: use one of {', '.join(ISOLATION_LEVELS)}"
-        )
-    return norm
 

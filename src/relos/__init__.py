@@ -1,0 +1,73 @@
+"""relos: a database-oriented operating system for cloud applications.
+
+Durable workflows whose every step is checkpointed in a database (embedded
+SQLite by default, PostgreSQL in production), with an API shaped like
+DBOS Transact's::
+
+    from relos import DBOS
+
+    @DBOS.workflow()
+    def reminder_workflow(email: str, time_to_sleep: int) -> None:
+        send_confirmation_email(email)
+        DBOS.sleep(time_to_sleep)
+        send_reminder_email(email)
+"""
+
+from relos.config import Config
+from relos.dbos import DBOS
+from relos.errors import (
+    AwaitedWorkflowCancelledError,
+    ConfigError,
+    DatabaseUnreachableError,
+    MaxRecoveryAttemptsExceededError,
+    MaxStepRetriesExceededError,
+    NonDeterministicWorkflowError,
+    NonExistentWorkflowError,
+    NotLaunchedError,
+    RecordedError,
+    RelosError,
+    SerializationError,
+    WorkflowCancelledError,
+    WorkflowConflictError,
+    WorkflowNotRegisteredError,
+)
+from relos.runtime.context import SetWorkflowID, SetWorkflowTimeout
+from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from relos.store.base import (
+    CANCELLED,
+    ENQUEUED,
+    ERROR,
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    PENDING,
+    SUCCESS,
+)
+
+__all__ = [
+    "DBOS",
+    "Config",
+    "SetWorkflowID",
+    "SetWorkflowTimeout",
+    "WorkflowHandle",
+    "WorkflowHandleAsync",
+    "WorkflowStatus",
+    "PENDING",
+    "SUCCESS",
+    "ERROR",
+    "CANCELLED",
+    "ENQUEUED",
+    "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+    "RelosError",
+    "ConfigError",
+    "DatabaseUnreachableError",
+    "NotLaunchedError",
+    "SerializationError",
+    "RecordedError",
+    "WorkflowNotRegisteredError",
+    "NonExistentWorkflowError",
+    "WorkflowConflictError",
+    "NonDeterministicWorkflowError",
+    "WorkflowCancelledError",
+    "AwaitedWorkflowCancelledError",
+    "MaxRecoveryAttemptsExceededError",
+    "MaxStepRetriesExceededError",
+]

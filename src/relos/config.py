@@ -1,0 +1,100 @@
+"""Configuration: a dict given to ``DBOS(config=...)``, overridden by ``RELOS_*``
+environment variables, validated once at construction.
+
+No URL at all means the embedded SQLite file ``relos.sqlite`` in the working
+directory. Every key and its environment variable:
+
+=============================  =====================================  ==========
+key                            environment variable                   default
+=============================  =====================================  ==========
+name                           RELOS_NAME                             "relos"
+system_database_url            RELOS_SYSTEM_DATABASE_URL              SQLite file
+application_database_url       RELOS_APPLICATION_DATABASE_URL         system db
+executor_id                    RELOS_EXECUTOR_ID                      "local"
+application_version            RELOS_APPLICATION_VERSION              hash of code
+log_level                      RELOS_LOG_LEVEL                        "INFO"
+sqlite_synchronous             RELOS_SQLITE_SYNCHRONOUS               "FULL"
+system_database_schema         RELOS_SYSTEM_DATABASE_SCHEMA           "relos"
+serializer                     RELOS_SERIALIZER                       "json"
+max_workflow_threads           RELOS_MAX_WORKFLOW_THREADS             64
+database_pool_size             RELOS_DATABASE_POOL_SIZE               16
+executor_lease_seconds         RELOS_EXECUTOR_LEASE_SECONDS           10
+recovery_interval_seconds      RELOS_RECOVERY_INTERVAL_SECONDS        5
+poll_interval_seconds          RELOS_POLL_INTERVAL_SECONDS            0.1 / 1.0
+=============================  =====================================  ==========
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+from relos.errors import ConfigError
+
+
+@dataclass
+class Config:
+    name: str = "relos"
+    system_database_url: str | None = None
+    application_database_url: str | None = None
+    executor_id: str = "local"
+    application_version: str | None = None
+    log_level: str = "INFO"
+    sqlite_synchronous: str = "FULL"
+    system_database_schema: str = "relos"
+    serializer: str = "json"
+    max_workflow_threads: int = 64
+    database_pool_size: int = 16
+    executor_lease_seconds: float = 10.0
+    recovery_interval_seconds: float = 5.0
+    #: How often a waiter re-reads the database; None picks 0.1 s on SQLite and
+    #: 1 s on PostgreSQL (where NOTIFY wakes waiters at once).
+    poll_interval_seconds: float | None = None
+
+
+_NUMERIC = {"max_workflow_threads": int, "database_pool_size": int,
+            "executor_lease_seconds": float, "recovery_interval_seconds": float,
+            "poll_interval_seconds": float}
+
+
+def env_var(key: str) -> str:
+    return "RELOS_" + key.upper()
+
+
+def load_config(given: dict[str, Any] | None) -> Config:
+    """Validate ``given`` and apply environment overrides; raise ConfigError on
+    unknown keys or values of the wrong kind."""
+    given = dict(given or {})
+    known = {f.name for f in fields(Config)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown configuration key(s) {', '.join(map(repr, unknown))}; "
+            f"valid keys: {', '.join(sorted(known))}"
+        )
+    for key in known:
+        value = os.environ.get(env_var(key))
+        if value is not None and value != "":
+            given[key] = value
+    for key, kind in _NUMERIC.items():
+        if key in given and given[key] is not None:
+            try:
+                given[key] = kind(given[key])
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"configuration {key} (or {env_var(key)}) must be a number, "
+                    f"not {given[key]!r}"
+                ) from None
+            if given[key] <= 0:
+                raise ConfigError(f"configuration {key} must be positive, not {given[key]!r}")
+    cfg = Config(**given)
+    for key in ("name", "executor_id"):
+        if not isinstance(getattr(cfg, key), str) or not getattr(cfg, key):
+            raise ConfigError(f"configuration {key} must be a non-empty string")
+    if logging.getLevelName(str(cfg.log_level).upper()) not in range(0, 60):
+        raise ConfigError(
+            f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {cfg.log_level!r}"
+        )
+    return cfg

@@ -1,0 +1,49 @@
+"""Wake-ups for workflows waiting on the database.
+
+A waiter (``recv``, ``get_event``, ``read_stream``, ``get_result``, a sleeping
+workflow) registers one event under the keys it cares about, e.g.
+``("notifications", workflow_id)`` and ``("cancel", workflow_id)``, then waits
+at most one poll interval before re-reading the database. Local writes and,
+on PostgreSQL, NOTIFY from other processes call :meth:`Notifier.notify`, so
+the wait usually ends as soon as there is something to read; the poll is the
+fallback that keeps correctness independent of notifications.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+Key = tuple[str, str]
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[Key, set[threading.Event]] = defaultdict(set)
+
+    def wait(self, keys: list[Key], timeout: float) -> bool:
+        """Block until one of ``keys`` is notified or ``timeout`` seconds pass.
+        Returns True when notified."""
+        if timeout <= 0:
+            return False
+        event = threading.Event()
+        with self._lock:
+            for key in keys:
+                self._waiters[key].add(event)
+        try:
+            return event.wait(timeout)
+        finally:
+            with self._lock:
+                for key in keys:
+                    waiters = self._waiters.get(key)
+                    if waiters is not None:
+                        waiters.discard(event)
+                        if not waiters:
+                            del self._waiters[key]
+
+    def notify(self, channel: str, workflow_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get((channel, workflow_id), ()))
+        for event in waiters:
+            event.set()

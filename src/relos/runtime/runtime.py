@@ -1,0 +1,293 @@
+"""The launched runtime: one per process, created by ``DBOS.launch()``.
+
+It owns the store, the serializer, the threads that run workflows, the set of
+workflows running here, and one maintenance thread that heartbeats this
+executor, notices workflows cancelled from elsewhere, fires deadlines, and
+periodically recovers PENDING workflows whose owner process is gone.
+
+Ownership: every PENDING workflow row names the process (``owner`` = this
+runtime's ``instance_id``) running it. A process takes over a workflow only by
+a compare-and-swap of that owner, and only when the owner is dead: on this host
+its PID no longer exists, on another host its heartbeat is older than the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import heapq
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from relos import errors
+from relos.config import Config
+from relos.runtime import registry
+from relos.runtime.context import WorkflowContext
+from relos.runtime.notifier import Notifier
+from relos.serialization import Serializer, get_serializer
+from relos.store import open_store, parse_url
+from relos.store.base import PENDING, ExecutorRow, ListFilter, SystemStore
+
+logger = logging.getLogger("relos")
+T = TypeVar("T")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class ActiveWorkflow:
+    ctx: WorkflowContext
+    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+
+
+class Runtime:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.serializer: Serializer = get_serializer(config.serializer)
+        self.instance_id = uuid.uuid4().hex
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.store: SystemStore = open_store(
+            config.system_database_url, sqlite_synchronous=config.sqlite_synchronous,
+            schema=config.system_database_schema, pool_size=config.database_pool_size,
+        )
+        self.app_store: SystemStore | None = None
+        self.notifier = Notifier()
+        self.poll_interval = config.poll_interval_seconds or (
+            1.0 if self.store.pushes_notifications else 0.1
+        )
+        self.app_version = config.application_version or registry.application_version()
+        self._active: dict[str, ActiveWorkflow] = {}
+        self._active_lock = threading.Lock()
+        self.workflow_pool = concurrent.futures.ThreadPoolExecutor(
+            config.max_workflow_threads, thread_name_prefix="relos-workflow"
+        )
+        self._io_pool = concurrent.futures.ThreadPoolExecutor(256, thread_name_prefix="relos-io")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._deadlines: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.launched = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def launch(self) -> None:
+        self.store.migrate()
+        if self.config.application_database_url and parse_url(
+            self.config.application_database_url
+        ) != parse_url(self.config.system_database_url):
+            from relos.runtime.appdb import open_app_store
+
+            self.app_store = open_app_store(self.config)
+        now = now_ms()
+        self.store.register_executor(ExecutorRow(
+            instance_id=self.instance_id, executor_id=self.config.executor_id,
+            application_version=self.app_version, hostname=self.hostname, pid=self.pid,
+            started_at=now, heartbeat_at=now,
+        ))
+        self.store.start_listener(self.notifier.notify)
+        self.launched = True
+        self._spawn(self._maintenance, "relos-maintenance")
+        self._spawn(self.recover_pending, "relos-recovery")
+
+    def _spawn(self, target: Callable[[], Any], name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def destroy(self) -> None:
+        """Stop this process's part: workflows still running here stay PENDING in
+        the database and are recovered by the next executor that launches."""
+        self._stop.set()
+        self._wake.set()
+        self.launched = False
+        with self._active_lock:
+            active = list(self._active.values())
+        for aw in active:  # running workflows stop at their next step or wait
+            aw.ctx.cancelled.set()
+            self.notifier.notify("cancel", aw.ctx.workflow_id)
+        for t in self._threads:
+            t.join(timeout=5)
+        self.workflow_pool.shutdown(wait=True, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5)
+        try:
+            self.store.deregister_executor(self.instance_id, now_ms())
+        except errors.RelosError:
+            pass
+        self._io_pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+        if self.app_store is not None:
+            self.app_store.close()
+
+    # --- workflows running here -------------------------------------------------------
+
+    def track(self, ctx: WorkflowContext) -> ActiveWorkflow:
+        aw = ActiveWorkflow(ctx)
+        with self._active_lock:
+            self._active[ctx.workflow_id] = aw
+        if ctx.deadline_epoch_ms is not None:
+            with self._active_lock:
+                heapq.heappush(self._deadlines, (ctx.deadline_epoch_ms, ctx.workflow_id))
+            self._wake.set()
+        return aw
+
+    def untrack(self, workflow_id: str) -> None:
+        with self._active_lock:
+            self._active.pop(workflow_id, None)
+        self.notifier.notify("status", workflow_id)
+
+    def active(self, workflow_id: str) -> ActiveWorkflow | None:
+        with self._active_lock:
+            return self._active.get(workflow_id)
+
+    def active_ids(self) -> list[str]:
+        with self._active_lock:
+            return list(self._active)
+
+    def cancel_local(self, workflow_id: str) -> None:
+        aw = self.active(workflow_id)
+        if aw is not None:
+            aw.ctx.cancelled.set()
+        self.notifier.notify("cancel", workflow_id)
+
+    # --- ownership --------------------------------------------------------------------
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """Whether the process ``owner`` may still be running its workflows."""
+        if owner is None:
+            return False
+        if owner == self.instance_id:
+            return True
+        rows = self.store.get_executors([owner])
+        if not rows or rows[0].stopped_at is not None:
+            return False
+        row = rows[0]
+        if row.hostname == self.hostname and not _pid_exists(row.pid):
+            return False
+        return now_ms() - row.heartbeat_at < self.config.executor_lease_seconds * 1000
+
+    def recover_pending(self) -> list[str]:
+        """Start every PENDING workflow of this executor whose owner is gone.
+        Returns the IDs this process claimed."""
+        from relos.runtime import workflow
+
+        claimed: list[str] = []
+        try:
+            candidates = self.store.find_recoverable([self.config.executor_id])
+        except errors.RelosError as exc:
+            logger.warning("recovery scan failed: %s", exc)
+            return claimed
+        alive: dict[str | None, bool] = {}
+        for workflow_id, owner in candidates:
+            if self._stop.is_set():
+                break
+            if self.active(workflow_id) is not None:
+                continue
+            if owner not in alive:
+                alive[owner] = self.owner_alive(owner)
+            if alive[owner]:
+                continue
+            try:
+                if workflow.recover(self, workflow_id) is not None:
+                    claimed.append(workflow_id)
+            except errors.RelosError as exc:
+                logger.error("cannot recover workflow %s: %s", workflow_id, exc)
+        if claimed:
+            logger.info("recovered %d pending workflow(s)", len(claimed))
+        return claimed
+
+    # --- background work -----------------------------------------------------------------
+
+    def _maintenance(self) -> None:
+        last_heartbeat = last_recovery = time.monotonic()
+        while not self._stop.is_set():
+            self._fire_deadlines()
+            now = time.monotonic()
+            try:
+                if now - last_heartbeat >= self.config.executor_lease_seconds / 4:
+                    self.store.heartbeat(self.instance_id, now_ms())
+                    last_heartbeat = now
+                self._notice_external_cancels()
+                if now - last_recovery >= self.config.recovery_interval_seconds:
+                    last_recovery = now
+                    self.recover_pending()
+            except errors.RelosError as exc:
+                if not self._stop.is_set():
+                    logger.warning("maintenance: %s", exc)
+            self._wake.wait(self._next_tick())
+            self._wake.clear()
+
+    def _next_tick(self) -> float:
+        with self._active_lock:
+            first = self._deadlines[0][0] if self._deadlines else None
+        tick = 1.0
+        if first is not None:
+            tick = min(tick, max(0.0, (first - now_ms()) / 1000))
+        return tick
+
+    def _fire_deadlines(self) -> None:
+        due: list[str] = []
+        with self._active_lock:
+            while self._deadlines and self._deadlines[0][0] <= now_ms():
+                due.append(heapq.heappop(self._deadlines)[1])
+        for workflow_id in due:
+            from relos.runtime import management
+
+            try:
+                management.cancel(self, workflow_id, timed_out=True)
+            except errors.RelosError as exc:
+                logger.warning("cannot cancel workflow %s at its deadline: %s", workflow_id, exc)
+
+    def _notice_external_cancels(self) -> None:
+        ids = self.active_ids()
+        if not ids:
+            return
+        for row in self.store.list_workflows(ListFilter(workflow_ids=ids, load_values=False)):
+            if row.status != PENDING:
+                self.cancel_local(row.workflow_id)
+
+    # --- async support ------------------------------------------------------------------
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking relos code from async code on a helper thread, carrying
+        the caller's context (so the workflow context follows)."""
+        ctx = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._io_pool, lambda: ctx.run(fn, *args))
+
+    def submit_coroutine(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Run a coroutine on this runtime's background event loop."""
+        if self._loop is None:
+            with self._active_lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    t = threading.Thread(target=loop.run_forever, name="relos-async", daemon=True)
+                    t.start()
+                    self._loop, self._loop_thread = loop, t
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,283 @@
+"""Starting, running, finishing and recovering workflows.
+
+A workflow start is one atomic insert of its status row (with its inputs);
+from then on the row is the truth. The caller that created the row, or that
+won the claim on a PENDING row whose owner died, runs the function; everyone
+else gets a handle that waits for the row to reach a terminal status.
+
+Sync and async workflows share everything here except the one line that calls
+the user's function (:func:`execute` and :func:`execute_async`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from relos import errors, serialization
+from relos.runtime import context, registry
+from relos.runtime.context import WorkflowContext
+from relos.runtime.registry import WorkflowInfo
+from relos.store.base import (
+    CANCELLED,
+    ENQUEUED,
+    ERROR,
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    PENDING,
+    SUCCESS,
+    TERMINAL_STATUSES,
+    StepRow,
+    WorkflowRow,
+)
+
+if TYPE_CHECKING:
+    from relos.runtime.runtime import ActiveWorkflow, Runtime
+
+logger = logging.getLogger("relos")
+
+#: Failures of the machinery, not of the workflow: the workflow stays PENDING
+#: (or CANCELLED) and is finished later by whoever owns it.
+_NOT_THE_WORKFLOWS_FAULT = (
+    errors.WorkflowCancelledError,
+    errors.WorkflowConflictError,
+    errors.DatabaseUnreachableError,
+    errors.NotLaunchedError,
+)
+
+
+@dataclass
+class Start:
+    """The outcome of asking to start a workflow."""
+
+    workflow_id: str
+    #: Set when the caller must run the workflow now (it created or claimed it).
+    run: ActiveWorkflow | None
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+
+
+def begin(rt: Runtime, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Start:
+    """Create the workflow's row (or find the existing one) before anything runs."""
+    parent = None if context.in_step() else context.current()
+    workflow_id = context.take_next_workflow_id()
+    timeout = context.next_timeout()
+    function_id: int | None = None
+    if parent is not None:
+        function_id = parent.next_function_id()
+        rec = parent.replayed(function_id, info.name)
+        if rec is not None and rec.child_workflow_id:
+            workflow_id = rec.child_workflow_id
+        elif workflow_id is None:
+            workflow_id = f"{parent.workflow_id}-{function_id}"
+    if workflow_id is None:
+        workflow_id = str(uuid.uuid4())
+    inputs = serialization.serialize_inputs(
+        rt.serializer, info.func, args, kwargs, f"workflow {info.name!r}"
+    )
+    now = _now()
+    deadline = None
+    if timeout is not None:
+        deadline = now + int(timeout * 1000)
+    elif parent is not None:
+        deadline = parent.deadline_epoch_ms
+    row = WorkflowRow(
+        workflow_id=workflow_id, status=PENDING, name=info.name,
+        executor_id=rt.config.executor_id, created_at=now, updated_at=now, inputs=inputs,
+        owner=rt.instance_id, application_version=rt.app_version,
+        application_id=rt.config.name,
+        authenticated_user=parent.authenticated_user if parent else None,
+        parent_workflow_id=parent.workflow_id if parent else None,
+        timeout_ms=int(timeout * 1000) if timeout is not None else None,
+        deadline_epoch_ms=deadline, started_at=now,
+    )
+    if parent is not None and function_id is not None:
+        step = StepRow(parent.workflow_id, function_id, info.name, "child", None, None, now, now,
+                       child_workflow_id=workflow_id, executor_id=rt.config.executor_id)
+        existing = rt.store.insert_child_workflow(row, step)
+    else:
+        existing = rt.store.insert_workflow(row)
+    if existing is None:
+        ctx = WorkflowContext(workflow_id, info.name, recorded=None, deadline_epoch_ms=deadline,
+                              authenticated_user=row.authenticated_user)
+        return Start(workflow_id, rt.track(ctx), args, kwargs)
+    return _attach(rt, info, existing)
+
+
+def _attach(rt: Runtime, info: WorkflowInfo, row: WorkflowRow) -> Start:
+    """The ID already exists: reuse it, never run it twice."""
+    if row.name != info.name:
+        raise errors.WorkflowConflictError(
+            f"workflow ID {row.workflow_id!r} is already used by workflow {row.name!r}, "
+            f"not {info.name!r}: use another ID"
+        )
+    if row.status != PENDING or rt.active(row.workflow_id) is not None:
+        return Start(row.workflow_id, None)
+    if row.owner is not None and rt.owner_alive(row.owner) and row.owner != rt.instance_id:
+        return Start(row.workflow_id, None)
+    return _claim(rt, row) or Start(row.workflow_id, None)
+
+
+def recover(rt: Runtime, workflow_id: str) -> Start | None:
+    """Claim a PENDING workflow whose owner is gone and start it on the workflow
+    threads. Returns None when another process got it first."""
+    row = rt.store.get_workflow(workflow_id)
+    if row is None or row.status != PENDING:
+        return None
+    registry.get_workflow(row.name)  # unknown function: raise before claiming
+    start = _claim(rt, row)
+    if start is not None and start.run is not None:
+        dispatch(rt, registry.get_workflow(row.name), start)
+    return start
+
+
+def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
+    now = _now()
+    claimed = rt.store.claim_workflow(
+        row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id, now
+    )
+    if claimed is None:
+        return None
+    info = registry.get_workflow(claimed.name)
+    if claimed.recovery_attempts > info.max_recovery_attempts + 1:
+        rt.store.set_workflow_status(claimed.workflow_id, MAX_RECOVERY_ATTEMPTS_EXCEEDED, now,
+                                     only_if=frozenset({PENDING}))
+        rt.notifier.notify("status", claimed.workflow_id)
+        logger.error("workflow %s exceeded %d recovery attempts: dead-lettered",
+                     claimed.workflow_id, info.max_recovery_attempts)
+        return None
+    if claimed.deadline_epoch_ms is not None and claimed.deadline_epoch_ms <= now:
+        rt.store.set_workflow_status(claimed.workflow_id, CANCELLED, now,
+                                     only_if=frozenset({PENDING}))
+        rt.notifier.notify("status", claimed.workflow_id)
+        return None
+    args, kwargs = serialization.deserialize_inputs(rt.serializer, claimed.inputs or "null")
+    ctx = WorkflowContext(
+        claimed.workflow_id, claimed.name, recorded=rt.store.load_steps(claimed.workflow_id),
+        deadline_epoch_ms=claimed.deadline_epoch_ms,
+        authenticated_user=claimed.authenticated_user,
+    )
+    return Start(claimed.workflow_id, rt.track(ctx), tuple(args), dict(kwargs))
+
+
+def dispatch(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
+    """Run a started workflow in the background (thread pool or event loop)."""
+    assert start.run is not None
+    if info.is_async:
+        rt.submit_coroutine(execute_async(rt, info, start))
+    else:
+        rt.workflow_pool.submit(execute, rt, info, start)
+
+
+def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
+    """Run a sync workflow on this thread; the outcome goes to its future."""
+    aw = start.run
+    assert aw is not None
+    token = context.set_workflow(aw.ctx)
+    try:
+        result = info.func(*start.args, **(start.kwargs or {}))
+    except BaseException as exc:
+        _fail(rt, aw, exc)
+    else:
+        _succeed(rt, aw, result)
+    finally:
+        context.reset_workflow(token)
+        rt.untrack(aw.ctx.workflow_id)
+
+
+async def execute_async(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
+    """Run an async workflow in the current event loop; as :func:`execute`."""
+    aw = start.run
+    assert aw is not None
+    token = context.set_workflow(aw.ctx)
+    try:
+        result = await info.func(*start.args, **(start.kwargs or {}))
+    except BaseException as exc:
+        await rt.run_blocking(_fail, rt, aw, exc)
+    else:
+        await rt.run_blocking(_succeed, rt, aw, result)
+    finally:
+        context.reset_workflow(token)
+        rt.untrack(aw.ctx.workflow_id)
+
+
+def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any) -> None:
+    ctx = aw.ctx
+    try:
+        output = serialization.serialize_value(
+            rt.serializer, result, f"the return value of workflow {ctx.name!r}"
+        )
+    except errors.SerializationError as exc:
+        _fail(rt, aw, exc)
+        return
+    try:
+        rt.store.complete_workflow(ctx.workflow_id, SUCCESS, output, None, _now())
+    except errors.RelosError as exc:
+        aw.future.set_exception(exc)
+        return
+    aw.future.set_result(result)
+
+
+def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException) -> None:
+    ctx = aw.ctx
+    if isinstance(exc, Exception) and not isinstance(exc, _NOT_THE_WORKFLOWS_FAULT):
+        try:
+            error = serialization.serialize_exception(rt.serializer, exc)
+            rt.store.complete_workflow(ctx.workflow_id, ERROR, None, error, _now())
+        except errors.RelosError as store_exc:
+            logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id,
+                         store_exc)
+    if isinstance(exc, errors.WorkflowCancelledError) and ctx.cancelled.is_set():
+        exc = errors.WorkflowCancelledError(ctx.workflow_id)
+    aw.future.set_exception(exc)
+
+
+def result_from_row(rt: Runtime, row: WorkflowRow) -> Any:
+    """The result a finished workflow's row records (or raise what it recorded)."""
+    if row.status == SUCCESS:
+        return rt.serializer.loads(row.output) if row.output is not None else None
+    if row.status == ERROR:
+        raise serialization.deserialize_exception(rt.serializer, row.error or "null")
+    if row.status == CANCELLED:
+        raise errors.AwaitedWorkflowCancelledError(row.workflow_id)
+    if row.status == MAX_RECOVERY_ATTEMPTS_EXCEEDED:
+        raise errors.MaxRecoveryAttemptsExceededError(row.workflow_id, row.recovery_attempts)
+    raise AssertionError(f"status {row.status} is not terminal")
+
+
+def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> Any:
+    """Block until the workflow finishes (here or in any process); its result."""
+    import time
+
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        aw = rt.active(workflow_id)
+        if aw is not None:
+            remaining = None if end is None else max(0.0, end - time.monotonic())
+            try:
+                return aw.future.result(remaining)
+            except errors.WorkflowCancelledError:
+                raise errors.AwaitedWorkflowCancelledError(workflow_id) from None
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError(f"workflow {workflow_id!r} did not finish in time") from None
+        row = rt.store.get_workflow(workflow_id)
+        if row is None:
+            raise errors.NonExistentWorkflowError(workflow_id)
+        if row.status in TERMINAL_STATUSES:
+            return result_from_row(rt, row)
+        if row.status not in (PENDING, ENQUEUED):
+            raise errors.StoreError(f"workflow {workflow_id!r} has unknown status {row.status}")
+        remaining = rt.poll_interval
+        if end is not None:
+            remaining = min(remaining, end - time.monotonic())
+            if remaining <= 0:
+                raise TimeoutError(f"workflow {workflow_id!r} did not finish in time")
+        rt.notifier.wait([("status", workflow_id)], remaining)
+
+
+def _now() -> int:
+    from relos.runtime.runtime import now_ms
+
+    return now_ms()
