@@ -64,7 +64,7 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
     if not isinstance(start_step, int) or start_step < 0:
         raise errors.ConfigError(f"start_step must be an integer >= 0, not {start_step!r}")
     src = _row(rt, workflow_id)
-    info = registry.get_workflow(src.name)
+    registry.get_workflow(src.name)  # fail before writing if the function is unknown
     new_id = new_workflow_id or str(uuid.uuid4())
     now = workflow._now()
     new = type(src)(**{**vars(src)})
@@ -82,7 +82,6 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
     new.application_version = application_version or rt.app_version
     new.executor_id = rt.config.executor_id
     rt.store.fork_workflow(workflow_id, new_id, start_step, new)
-    del info
     workflow.recover(rt, new_id)
     return new_id
 

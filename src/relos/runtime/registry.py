@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relos import errors
-from relos.store.base import check_isolation
 
 DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import heapq
 import logging
@@ -125,10 +126,8 @@ class Runtime:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(timeout=5)
-        try:
+        with contextlib.suppress(errors.RelosError):
             self.store.deregister_executor(self.instance_id, now_ms())
-        except errors.RelosError:
-            pass
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
         if self.app_store is not None:

@@ -68,13 +68,15 @@ def session() -> Any:
     return sess
 
 
-def close_session() -> None:
-    """Flush pending ORM changes into the transaction and drop the session."""
+def close_session(flush: bool) -> None:
+    """Flush pending ORM changes into the transaction (when the function
+    succeeded) and drop the session."""
     sess = _session.get()
     if sess is None:
         return
     _session.set(None)
     try:
-        sess.flush()
+        if flush:
+            sess.flush()
     finally:
         sess.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -182,5 +182,3 @@ async def run_step_async(rt: Runtime, info: StepInfo, args: tuple[Any, ...],
 def _now() -> int:
     return int(time.time() * 1000)
 
-
-StepCall = Callable[..., Any]

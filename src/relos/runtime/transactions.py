@@ -54,9 +54,7 @@ def run_transaction(rt: Runtime, info: StepInfo, args: tuple[Any, ...],
             if _is_retryable(exc) or _is_retryable(cause or exc):
                 time.sleep(min(1.0, 0.001 * 2 ** attempt) * random.random())
                 continue
-            if p.ctx is None or isinstance(exc, errors.WorkflowCancelledError) or isinstance(
-                exc, errors.WorkflowConflictError
-            ):
+            if p.ctx is None or isinstance(exc, (errors.WorkflowCancelledError, errors.WorkflowConflictError)):
                 raise
             # The transaction rolled back; record its error so replay raises it too.
             return steps.record(rt, p, info, None, exc)
@@ -72,11 +70,13 @@ def _attempt(rt: Runtime, info: StepInfo, p: steps.Plan, db: Any,
     row = None
     with db.transaction(info.isolation_level) as conn:
         token = context._tx_connection.set(conn)
+        ok = False
         try:
             with steps._inside(p):
                 result = info.func(*args, **kwargs)
+            ok = True
         finally:
-            _close_session()
+            _close_session(flush=ok)
             context._tx_connection.reset(token)
         if p.ctx is not None:
             out = serialization.serialize_value(
@@ -94,7 +94,7 @@ def _attempt(rt: Runtime, info: StepInfo, p: steps.Plan, db: Any,
     return result
 
 
-def _close_session() -> None:
+def _close_session(flush: bool) -> None:
     from relos.runtime import sqla
 
-    sqla.close_session()
+    sqla.close_session(flush)

@@ -329,7 +329,7 @@ class SystemStore(abc.ABC):
 
 def rows_to(cls: type[Any], columns: tuple[str, ...], rows: Iterator[Any] | list[Any]) -> list[Any]:
     """Build dataclass instances from positional rows selected in ``columns`` order."""
-    return [cls(**dict(zip(columns, r))) for r in rows]
+    return [cls(**dict(zip(columns, r, strict=False))) for r in rows]
 
 
 def check_isolation(level: str | None) -> str | None:

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
@@ -95,11 +95,11 @@ class PostgresStore(SQLStore):
         info = psycopg.conninfo.conninfo_to_dict(self.url)
         dbname = str(info.get("dbname"))
         info["dbname"] = "postgres"
-        with psycopg.connect(psycopg.conninfo.make_conninfo(**info), autocommit=True) as conn:
-            try:
-                conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(dbname)))
-            except psycopg.errors.DuplicateDatabase:
-                pass
+        admin = psycopg.conninfo.make_conninfo(**info)
+        with psycopg.connect(admin, autocommit=True) as conn, suppress(
+            psycopg.errors.DuplicateDatabase
+        ):
+            conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(dbname)))
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:

@@ -52,7 +52,7 @@ def load_queries(backend: str, prefix: str, paramstyle: str) -> dict[str, str]:
     }
     shared: dict[str, str] = {}
     specific: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=False):
         sql = body.strip().format(**fill)
         if paramstyle == "pyformat":
             sql = _PARAM_RE.sub(r"%(\1)s", sql)

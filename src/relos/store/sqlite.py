@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
@@ -171,10 +171,8 @@ class SQLiteStore(SQLStore):
         with self._lock:
             conns, self._all_conns = self._all_conns, []
         for conn in conns:
-            try:
+            with suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
         self._local = threading.local()
 
     def raw_connection(self) -> Any:
