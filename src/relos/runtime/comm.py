@@ -135,21 +135,23 @@ def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
         return None if rec.output is None else rt.serializer.loads(rec.output)
     sleep_rec = ctx.replayed(timeout_fid, "DBOS.sleep")
     end = None if sleep_rec is None else float(sleep_rec.output or "0") / 1000
-    while True:
-        ctx.check_cancelled()
-        found = attempt(fid)
-        if found is not None:
-            return rt.serializer.loads(found)
-        now = _now()
-        if end is None:
-            end = now / 1000 + timeout
-            rt.store.record_step(_row(rt, ctx, timeout_fid, "DBOS.sleep",
-                                      str(int(end * 1000)), now))
-        remaining = end - time.time()
-        if remaining <= 0:
-            rt.store.record_step(_row(rt, ctx, fid, name, rt.serializer.dumps(None), now))
-            return None
-        rt.notifier.wait(keys + [("cancel", ctx.workflow_id)], min(remaining, rt.poll_interval))
+    with rt.notifier.subscribe(keys + [("cancel", ctx.workflow_id)]) as woke:
+        while True:
+            woke.clear()
+            ctx.check_cancelled()
+            found = attempt(fid)
+            if found is not None:
+                return rt.serializer.loads(found)
+            now = _now()
+            if end is None:
+                end = now / 1000 + timeout
+                rt.store.record_step(_row(rt, ctx, timeout_fid, "DBOS.sleep",
+                                          str(int(end * 1000)), now))
+            remaining = end - time.time()
+            if remaining <= 0:
+                rt.store.record_step(_row(rt, ctx, fid, name, rt.serializer.dumps(None), now))
+                return None
+            woke.wait(min(remaining, rt.poll_interval))
 
 
 def recv(rt: Runtime, topic: str | None, timeout_seconds: float) -> Any:
@@ -202,14 +204,16 @@ def get_event(rt: Runtime, workflow_id: str, key: str, timeout_seconds: float) -
 
         return _durable_wait(rt, ctx, "DBOS.getEvent", timeout_seconds, keys, attempt)
     end = time.time() + max(0.0, _check_seconds(timeout_seconds, "timeout_seconds"))
-    while True:
-        found, value = rt.store.get_event(workflow_id, key)
-        if found:
-            return None if value is None else rt.serializer.loads(value)
-        remaining = end - time.time()
-        if remaining <= 0:
-            return None
-        rt.notifier.wait(keys, min(remaining, rt.poll_interval))
+    with rt.notifier.subscribe(keys) as woke:
+        while True:
+            woke.clear()
+            found, value = rt.store.get_event(workflow_id, key)
+            if found:
+                return None if value is None else rt.serializer.loads(value)
+            remaining = end - time.time()
+            if remaining <= 0:
+                return None
+            woke.wait(min(remaining, rt.poll_interval))
 
 
 def get_all_events(rt: Runtime, workflow_id: str) -> dict[str, Any]:
@@ -244,20 +248,24 @@ def write_stream(rt: Runtime, key: str, value: Any, closed: bool = False) -> Non
 def read_stream(rt: Runtime, workflow_id: str, key: str) -> Iterator[Any]:
     """Yield the stream's values in order until it is closed or its workflow ends."""
     position = 0
+    keys = [("streams", workflow_id), ("status", workflow_id)]
     while True:
-        entries = rt.store.read_stream(workflow_id, key, position)
+        # Subscribed before reading, so a write between the read and the wait
+        # ends the wait at once; never subscribed while the consumer holds a value.
+        with rt.notifier.subscribe(keys) as woke:
+            entries = rt.store.read_stream(workflow_id, key, position)
+            if not entries:
+                row = rt.store.get_workflow(workflow_id)
+                if row is None:
+                    raise errors.NonExistentWorkflowError(workflow_id)
+                if row.status in TERMINAL_STATUSES:
+                    if not rt.store.read_stream(workflow_id, key, position):
+                        return
+                    continue
+                woke.wait(rt.poll_interval)
+                continue
         for pos, value, closed in entries:
             if closed:
                 return
             position = pos + 1
             yield None if value is None else rt.serializer.loads(value)
-        if entries:
-            continue
-        row = rt.store.get_workflow(workflow_id)
-        if row is None:
-            raise errors.NonExistentWorkflowError(workflow_id)
-        if row.status in TERMINAL_STATUSES:
-            if not rt.store.read_stream(workflow_id, key, position):
-                return
-            continue
-        rt.notifier.wait([("streams", workflow_id), ("status", workflow_id)], rt.poll_interval)

@@ -131,8 +131,8 @@ class WorkflowHandleAsync(Generic[R]):
                 result: R = await asyncio.wait_for(asyncio.wrap_future(aw.future),
                                                    timeout_seconds)
                 return result
-            except errors.WorkflowCancelledError:
-                raise errors.AwaitedWorkflowCancelledError(self.workflow_id) from None
+            except (errors.WorkflowCancelledError, errors.WorkflowConflictError):
+                pass  # stopped here without an outcome: the row tells how it ended
         return await self._rt.run_blocking(self._sync.get_result, timeout_seconds)
 
     async def get_status(self) -> WorkflowStatus:

@@ -53,6 +53,14 @@ def resume(rt: Runtime, workflow_id: str) -> None:
     if row.status == PENDING and (rt.active(workflow_id) or rt.owner_alive(row.owner)):
         return
     registry.get_workflow(row.name)
+    # A cancelled (or just failed) run here may still be unwinding: it stops at
+    # its next step. Let it go first, or two runs of one workflow would race.
+    with rt.notifier.subscribe([("status", workflow_id)]) as woke:
+        while True:
+            woke.clear()
+            if rt.active(workflow_id) is None:
+                break
+            woke.wait(rt.poll_interval)
     rt.store.resume_workflow(workflow_id, workflow._now())
     workflow.recover(rt, workflow_id)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 Key = tuple[str, str]
 
@@ -22,17 +24,19 @@ class Notifier:
         self._lock = threading.Lock()
         self._waiters: dict[Key, set[threading.Event]] = defaultdict(set)
 
-    def wait(self, keys: list[Key], timeout: float) -> bool:
-        """Block until one of ``keys`` is notified or ``timeout`` seconds pass.
-        Returns True when notified."""
-        if timeout <= 0:
-            return False
+    @contextmanager
+    def subscribe(self, keys: list[Key]) -> Iterator[threading.Event]:
+        """An event set whenever one of ``keys`` is notified while the block runs.
+
+        Waiters subscribe *before* reading the database and clear the event
+        before each read, so a notification that arrives between the read and
+        the wait is not lost (the wait then returns at once)."""
         event = threading.Event()
         with self._lock:
             for key in keys:
                 self._waiters[key].add(event)
         try:
-            return event.wait(timeout)
+            yield event
         finally:
             with self._lock:
                 for key in keys:
@@ -41,6 +45,14 @@ class Notifier:
                         waiters.discard(event)
                         if not waiters:
                             del self._waiters[key]
+
+    def wait(self, keys: list[Key], timeout: float) -> bool:
+        """Block until one of ``keys`` is notified or ``timeout`` seconds pass.
+        Returns True when notified."""
+        if timeout <= 0:
+            return False
+        with self.subscribe(keys) as event:
+            return event.wait(timeout)
 
     def notify(self, channel: str, workflow_id: str) -> None:
         with self._lock:

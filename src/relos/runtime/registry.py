@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relos import errors
+from relos.store.base import check_isolation as check_isolation  # re-exported for the decorators
 
 DEFAULT_MAX_RECOVERY_ATTEMPTS = 100
 

@@ -123,9 +123,15 @@ class Runtime:
             t.join(timeout=5)
         self.workflow_pool.shutdown(wait=True, cancel_futures=True)
         if self._loop is not None:
+            # Async workflows stop too (their awaits are interrupted), rather than
+            # being dropped with the loop and garbage-collected half-way.
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(_cancel_tasks(), self._loop).result(timeout=5)
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._loop_thread is not None:
                 self._loop_thread.join(timeout=5)
+            if not self._loop.is_running():
+                self._loop.close()
         with contextlib.suppress(errors.RelosError):
             self.store.deregister_executor(self.instance_id, now_ms())
         self._io_pool.shutdown(wait=False, cancel_futures=True)
@@ -202,7 +208,7 @@ class Runtime:
             if alive[owner]:
                 continue
             try:
-                if workflow.recover(self, workflow_id) is not None:
+                if workflow.recover(self, workflow_id, owner) is not None:
                     claimed.append(workflow_id)
             except errors.RelosError as exc:
                 logger.error("cannot recover workflow %s: %s", workflow_id, exc)
@@ -280,6 +286,13 @@ class Runtime:
                     self._loop, self._loop_thread = loop, t
         assert self._loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+
+async def _cancel_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _pid_exists(pid: int) -> bool:

@@ -36,6 +36,11 @@ class _Borrowed:
     def close(self) -> None:
         return None
 
+    def add_notice_handler(self, handler: Any) -> None:
+        # SQLAlchemy's psycopg dialect adds one per checkout: on a pooled
+        # connection that relos reuses they would pile up forever.
+        return None
+
 
 def session() -> Any:
     conn = context._tx_connection.get()
@@ -58,9 +63,11 @@ def session() -> Any:
     dialect = "sqlite://" if type(conn).__module__.startswith("sqlite3") else "postgresql+psycopg://"
     engine = _engines.get(dialect)
     if engine is None:
+        # No native hstore: its set-up needs a real psycopg connection, not a borrowed one.
+        extra = {} if dialect == "sqlite://" else {"use_native_hstore": False}
         engine = create_engine(
             dialect, creator=lambda: _Borrowed(context._tx_connection.get()),
-            poolclass=NullPool, pool_reset_on_return=None,
+            poolclass=NullPool, pool_reset_on_return=None, **extra,
         )
         _engines[dialect] = engine
     sess = Session(bind=engine, autoflush=True, expire_on_commit=False)

@@ -11,6 +11,7 @@ the user's function (:func:`execute` and :func:`execute_async`).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import uuid
@@ -120,11 +121,18 @@ def _attach(rt: Runtime, info: WorkflowInfo, row: WorkflowRow) -> Start:
     return _claim(rt, row) or Start(row.workflow_id, None)
 
 
-def recover(rt: Runtime, workflow_id: str) -> Start | None:
+_ANY_OWNER = object()
+
+
+def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) -> Start | None:
     """Claim a PENDING workflow whose owner is gone and start it on the workflow
-    threads. Returns None when another process got it first."""
+    threads. ``expected_owner`` is the owner the caller found dead: if the row
+    has another owner by now (someone else claimed it), leave it alone. Returns
+    None when another process got it first."""
     row = rt.store.get_workflow(workflow_id)
     if row is None or row.status != PENDING:
+        return None
+    if expected_owner is not _ANY_OWNER and row.owner != expected_owner:
         return None
     registry.get_workflow(row.name)  # unknown function: raise before claiming
     start = _claim(rt, row)
@@ -176,6 +184,9 @@ def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     aw = start.run
     assert aw is not None
     token = context.set_workflow(aw.ctx)
+    # A SetWorkflowTimeout around a direct call was for this workflow: its
+    # children inherit its deadline instead of getting the timeout afresh.
+    timeout_token = context._next_timeout.set(None)
     try:
         result = info.func(*start.args, **(start.kwargs or {}))
     except BaseException as exc:
@@ -183,6 +194,7 @@ def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     else:
         _succeed(rt, aw, result)
     finally:
+        context._next_timeout.reset(timeout_token)
         context.reset_workflow(token)
         rt.untrack(aw.ctx.workflow_id)
 
@@ -192,13 +204,17 @@ async def execute_async(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     aw = start.run
     assert aw is not None
     token = context.set_workflow(aw.ctx)
+    timeout_token = context._next_timeout.set(None)  # as in execute
     try:
         result = await info.func(*start.args, **(start.kwargs or {}))
     except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError) and aw.ctx.cancelled.is_set():
+            exc = errors.WorkflowCancelledError(aw.ctx.workflow_id)  # runtime shutting down
         await rt.run_blocking(_fail, rt, aw, exc)
     else:
         await rt.run_blocking(_succeed, rt, aw, result)
     finally:
+        context._next_timeout.reset(timeout_token)
         context.reset_workflow(token)
         rt.untrack(aw.ctx.workflow_id)
 
@@ -252,29 +268,37 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
     import time
 
     end = None if timeout is None else time.monotonic() + timeout
-    while True:
-        aw = rt.active(workflow_id)
-        if aw is not None:
-            remaining = None if end is None else max(0.0, end - time.monotonic())
-            try:
-                return aw.future.result(remaining)
-            except errors.WorkflowCancelledError:
-                raise errors.AwaitedWorkflowCancelledError(workflow_id) from None
-            except concurrent.futures.TimeoutError:
-                raise TimeoutError(f"workflow {workflow_id!r} did not finish in time") from None
-        row = rt.store.get_workflow(workflow_id)
-        if row is None:
-            raise errors.NonExistentWorkflowError(workflow_id)
-        if row.status in TERMINAL_STATUSES:
-            return result_from_row(rt, row)
-        if row.status not in (PENDING, ENQUEUED):
-            raise errors.StoreError(f"workflow {workflow_id!r} has unknown status {row.status}")
-        remaining = rt.poll_interval
-        if end is not None:
-            remaining = min(remaining, end - time.monotonic())
-            if remaining <= 0:
-                raise TimeoutError(f"workflow {workflow_id!r} did not finish in time")
-        rt.notifier.wait([("status", workflow_id)], remaining)
+    stopped_here = False
+    with rt.notifier.subscribe([("status", workflow_id)]) as woke:
+        while True:
+            woke.clear()
+            aw = None if stopped_here else rt.active(workflow_id)
+            if aw is not None:
+                remaining = None if end is None else max(0.0, end - time.monotonic())
+                try:
+                    return aw.future.result(remaining)
+                except (errors.WorkflowCancelledError, errors.WorkflowConflictError):
+                    # Stopped here without an outcome of its own (cancelled, or
+                    # another process owns it now): the row tells how it ended.
+                    stopped_here = True
+                    continue
+                except concurrent.futures.TimeoutError:
+                    raise TimeoutError(
+                        f"workflow {workflow_id!r} did not finish in time") from None
+            row = rt.store.get_workflow(workflow_id)
+            if row is None:
+                raise errors.NonExistentWorkflowError(workflow_id)
+            if row.status in TERMINAL_STATUSES:
+                return result_from_row(rt, row)
+            if row.status not in (PENDING, ENQUEUED):
+                raise errors.StoreError(
+                    f"workflow {workflow_id!r} has unknown status {row.status}")
+            remaining = rt.poll_interval
+            if end is not None:
+                remaining = min(remaining, end - time.monotonic())
+                if remaining <= 0:
+                    raise TimeoutError(f"workflow {workflow_id!r} did not finish in time")
+            woke.wait(remaining)
 
 
 def _now() -> int:
