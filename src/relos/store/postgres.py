@@ -37,7 +37,8 @@ _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
 
 def redact(url: str) -> str:
     """The URL with its password hidden, for error messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.I)
 
 
 def require_psycopg() -> None:

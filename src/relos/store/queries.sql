@@ -102,6 +102,12 @@ SELECT key, value FROM {p}workflow_events WHERE workflow_id = :workflow_id ORDER
 -- name: stream_closed
 SELECT 1 FROM {p}streams WHERE workflow_id = :workflow_id AND key = :key AND closed = 1
 
+-- name: lock_workflow
+SELECT 1 FROM {p}workflow_status WHERE workflow_id = :workflow_id
+
+-- name: lock_workflow@postgres
+SELECT 1 FROM {p}workflow_status WHERE workflow_id = :workflow_id FOR NO KEY UPDATE
+
 -- name: append_stream
 INSERT INTO {p}streams (workflow_id, key, position, value, closed, function_id, created_at)
 SELECT :workflow_id, :key, COALESCE(MAX(position), -1) + 1, CAST(:value AS TEXT), :closed,
@@ -116,7 +122,9 @@ ORDER BY position
 -- name: register_executor
 INSERT INTO {p}executors ({executor_columns}) VALUES ({executor_params})
 ON CONFLICT (instance_id) DO UPDATE
-SET heartbeat_at = excluded.heartbeat_at, stopped_at = NULL
+SET executor_id = excluded.executor_id, application_version = excluded.application_version,
+    hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at, stopped_at = excluded.stopped_at
 
 -- name: heartbeat
 UPDATE {p}executors SET heartbeat_at = :now WHERE instance_id = :instance_id

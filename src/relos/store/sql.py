@@ -9,15 +9,25 @@ themselves live in ``queries.sql``; the schema in ``migrations/<backend>/``.
 Hot-path rule: an operation that changes state is one statement (autocommit,
 one round trip, one commit) unless it must be atomic with another write, and
 then it is one transaction.
+
+Hot-path cost: every named query is also compiled once into a
+:class:`Statement` with positional parameters, whose arguments are taken from a
+row object (or a mapping) by one C-level ``attrgetter`` (``itemgetter``) call:
+no per-call dict building, no name-to-position mapping in the driver. Such
+statements run through :meth:`SQLStore._execute`, which each backend implements
+with the least work its driver allows (and PostgreSQL prepares them on the
+server). Ad-hoc SQL keeps the ``_run`` / ``_one`` / ``_all`` helpers with named
+parameters.
 """
 
 from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from relos import errors
@@ -34,6 +44,46 @@ from relos.store.base import (
 
 _NAME_RE = re.compile(r"^-- name: (\S+)\s*$", re.M)
 _PARAM_RE = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+#: What :meth:`SQLStore._execute` returns: the row count, the first row, or all rows.
+ROWCOUNT, ONE, ALL = 0, 1, 2
+
+
+class Statement:
+    """A named query compiled to positional parameters.
+
+    ``sql`` carries one positional marker per parameter occurrence (a name used
+    twice is passed twice); ``of_row(obj)`` builds the argument tuple from an
+    object's attributes and ``of_map(mapping)`` from a mapping's keys.
+    """
+
+    __slots__ = ("name", "sql", "names", "of_row", "of_map")
+
+    def __init__(self, name: str, named_sql: str, marker: str) -> None:
+        self.name = name
+        self.names: tuple[str, ...] = tuple(m.group(1) for m in _PARAM_RE.finditer(named_sql))
+        self.sql = _PARAM_RE.sub(marker, named_sql)
+        self.of_row: Callable[[Any], tuple[Any, ...]] = _tuple_getter(attrgetter, self.names)
+        self.of_map: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _tuple_getter(
+            itemgetter, self.names)
+
+
+def _tuple_getter(kind: Any, names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    if len(names) > 1:
+        getter: Callable[[Any], tuple[Any, ...]] = kind(*names)
+        return getter
+    if len(names) == 1:
+        one = kind(names[0])
+        return lambda obj: (one(obj),)
+    return lambda obj: ()
+
+
+def load_statements(backend: str, prefix: str, marker: str) -> dict[str, Statement]:
+    """Every query of ``queries.sql`` for one backend as a positional
+    :class:`Statement` (``marker`` is ``?`` or ``%s``)."""
+    return {name: Statement(name, sql, marker)
+            for name, sql in load_queries(backend, prefix, "named").items()}
 
 
 def load_queries(backend: str, prefix: str, paramstyle: str) -> dict[str, str]:
@@ -70,10 +120,18 @@ class SQLStore(base.SystemStore):
     """Shared SQL; subclasses provide connections and dialect details."""
 
     paramstyle = "named"
+    #: The positional parameter marker of the driver.
+    marker = "?"
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.q = load_queries(self.backend, prefix, self.paramstyle)
+        self.st = load_statements(self.backend, prefix, self.marker)
+        st = self.st
+        self._insert_workflow = st["insert_workflow"]
+        self._insert_step = st["insert_step"]
+        self._complete_workflow = st["complete_workflow"]
+        self._get_workflow = st["get_workflow"]
 
     # --- what a backend provides -------------------------------------------------------
 
@@ -88,6 +146,37 @@ class SQLStore(base.SystemStore):
     @abc.abstractmethod
     def _translate(self, exc: Exception) -> Exception | None:
         """A relos error for a driver error, or None to re-raise it unchanged."""
+
+    @abc.abstractmethod
+    def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
+        """Run one compiled statement in autocommit mode (or inside this thread's
+        open transaction, where the backend has one) with positional ``args``;
+        return what ``result`` asks for (ROWCOUNT, ONE or ALL). Driver errors
+        propagate untranslated: the callers below translate them."""
+
+    def _write(self, st: Statement, args: Sequence[Any]) -> int:
+        """Run a compiled statement; the number of rows it changed."""
+        try:
+            return int(self._execute(st.sql, args, ROWCOUNT))
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _fetch(self, st: Statement, args: Sequence[Any], result: int) -> Any:
+        """Run a compiled query; its first row (ONE) or every row (ALL)."""
+        try:
+            return self._execute(st.sql, args, result)
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     def _ph(self, name: str) -> str:
         """The placeholder for parameter ``name`` in this driver's style."""
@@ -120,13 +209,16 @@ class SQLStore(base.SystemStore):
     # --- executors -------------------------------------------------------------------
 
     def register_executor(self, row: ExecutorRow) -> None:
-        self._run(self.q["register_executor"], vars(row))
+        st = self.st["register_executor"]
+        self._write(st, st.of_row(row))
 
     def heartbeat(self, instance_id: str, now: int) -> None:
-        self._run(self.q["heartbeat"], {"instance_id": instance_id, "now": now})
+        st = self.st["heartbeat"]
+        self._write(st, st.of_map({"instance_id": instance_id, "now": now}))
 
     def deregister_executor(self, instance_id: str, now: int) -> None:
-        self._run(self.q["deregister_executor"], {"instance_id": instance_id, "now": now})
+        st = self.st["deregister_executor"]
+        self._write(st, st.of_map({"instance_id": instance_id, "now": now}))
 
     def get_executors(self, instance_ids: list[str] | None = None) -> list[ExecutorRow]:
         sql = f"SELECT {', '.join(EXECUTOR_COLUMNS)} FROM {self.prefix}executors"
@@ -148,7 +240,8 @@ class SQLStore(base.SystemStore):
     # --- workflows --------------------------------------------------------------------
 
     def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
-        if self._run(self.q["insert_workflow"], vars(row)) == 1:
+        st = self._insert_workflow
+        if self._write(st, st.of_row(row)) == 1:
             return None
         existing = self.get_workflow(row.workflow_id)
         if existing is None:  # deleted in between: vanishingly rare, try again
@@ -158,7 +251,12 @@ class SQLStore(base.SystemStore):
     def insert_child_workflow(self, row: WorkflowRow, step: StepRow) -> WorkflowRow | None:
         with self._errors(), self._tx() as conn:
             inserted = conn.execute(self.q["insert_workflow"], vars(row)).rowcount == 1
-            conn.execute(self.q["insert_step"], vars(step))
+            if conn.execute(self.q["insert_step"], vars(step)).rowcount != 1:
+                parent = conn.execute(self.q["get_workflow"], {"workflow_id": step.workflow_id})
+                found = parent.fetchone()
+                if found is None or WorkflowRow(*found).status != base.PENDING:
+                    # Rolls the child back too: both happen, or neither.
+                    raise errors.WorkflowCancelledError(step.workflow_id)
             if inserted:
                 return None
             found = conn.execute(self.q["get_workflow"], {"workflow_id": row.workflow_id})
@@ -167,12 +265,13 @@ class SQLStore(base.SystemStore):
     def complete_workflow(
         self, workflow_id: str, status: str, output: str | None, error: str | None, now: int
     ) -> bool:
-        params = {"workflow_id": workflow_id, "status": status, "output": output,
-                  "error": error, "now": now}
-        return self._run(self.q["complete_workflow"], params) == 1
+        st = self._complete_workflow
+        args = st.of_map({"workflow_id": workflow_id, "status": status, "output": output,
+                          "error": error, "now": now})
+        return self._write(st, args) == 1
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
-        r = self._one(self.q["get_workflow"], {"workflow_id": workflow_id})
+        r = self._fetch(self._get_workflow, (workflow_id,), ONE)
         return None if r is None else WorkflowRow(*r)
 
     def list_workflows(self, flt: ListFilter) -> list[WorkflowRow]:
@@ -185,7 +284,9 @@ class SQLStore(base.SystemStore):
             if not flt.workflow_ids:
                 return []
             where.append(f"workflow_id IN ({self._in_list('w', flt.workflow_ids, params)})")
-        if flt.status:
+        if flt.status is not None:
+            if not flt.status:
+                return []
             where.append(f"status IN ({self._in_list('s', flt.status, params)})")
         for col, val in (("name", flt.name), ("executor_id", flt.executor_id),
                          ("application_version", flt.application_version),
@@ -251,7 +352,8 @@ class SQLStore(base.SystemStore):
         return self._run(sql, params) == 1
 
     def resume_workflow(self, workflow_id: str, now: int) -> bool:
-        return self._run(self.q["resume_workflow"], {"workflow_id": workflow_id, "now": now}) == 1
+        st = self.st["resume_workflow"]
+        return self._write(st, st.of_map({"workflow_id": workflow_id, "now": now})) == 1
 
     def fork_workflow(
         self, source_id: str, new_id: str, start_step: int, new_row: WorkflowRow
@@ -270,7 +372,8 @@ class SQLStore(base.SystemStore):
     # --- steps ------------------------------------------------------------------------
 
     def record_step(self, step: StepRow) -> None:
-        if self._run(self.q["insert_step"], vars(step)) != 1:
+        st = self._insert_step
+        if self._write(st, st.of_row(step)) != 1:
             self._step_refused(step)
 
     def record_step_in(self, conn: Any, step: StepRow) -> None:
@@ -291,7 +394,7 @@ class SQLStore(base.SystemStore):
         )
 
     def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
-        rows = self._all(self.q["load_steps"], {"workflow_id": workflow_id})
+        rows = self._fetch(self.st["load_steps"], (workflow_id,), ALL)
         return {r[1]: StepRow(*r) for r in rows}
 
     def transaction(self, isolation_level: str | None) -> AbstractContextManager[Any]:
@@ -342,11 +445,12 @@ class SQLStore(base.SystemStore):
             raise
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
-        r = self._one(self.q["get_event"], {"workflow_id": workflow_id, "key": key})
+        st = self.st["get_event"]
+        r = self._fetch(st, st.of_map({"workflow_id": workflow_id, "key": key}), ONE)
         return (False, None) if r is None else (True, r[0])
 
     def get_all_events(self, workflow_id: str) -> dict[str, str | None]:
-        rows = self._all(self.q["get_all_events"], {"workflow_id": workflow_id})
+        rows = self._fetch(self.st["get_all_events"], (workflow_id,), ALL)
         return {r[0]: r[1] for r in rows}
 
     def write_stream(
@@ -357,6 +461,9 @@ class SQLStore(base.SystemStore):
                   "closed": 1 if closed else 0, "now": now, "function_id": function_id}
         try:
             with self._errors(), self._tx() as conn:
+                # Writers to one workflow's streams take turns (the next position
+                # is read from the table), so none can collide or pass a close.
+                conn.execute(self.q["lock_workflow"], params)
                 if conn.execute(self.q["stream_closed"], params).fetchone() is not None:
                     raise errors.StoreError(
                         f"stream {key!r} of workflow {workflow_id!r} is closed: nothing can "
@@ -373,8 +480,9 @@ class SQLStore(base.SystemStore):
     def read_stream(
         self, workflow_id: str, key: str, from_position: int
     ) -> list[tuple[int, str | None, bool]]:
-        params = {"workflow_id": workflow_id, "key": key, "from_position": from_position}
-        return [(int(r[0]), r[1], bool(r[2])) for r in self._all(self.q["read_stream"], params)]
+        st = self.st["read_stream"]
+        args = st.of_map({"workflow_id": workflow_id, "key": key, "from_position": from_position})
+        return [(int(r[0]), r[1], bool(r[2])) for r in self._fetch(st, args, ALL)]
 
     # --- retention --------------------------------------------------------------------
 

@@ -14,13 +14,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
 from relos.store import migrations
-from relos.store.sql import SQLStore
+from relos.store.base import check_isolation
+from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -84,9 +85,20 @@ class SQLiteStore(SQLStore):
     def _conn(self) -> Iterator[sqlite3.Connection]:
         yield self._connection()
 
+    def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
+        # The thread's own connection: autocommit, or this thread's open
+        # transaction when called inside _tx (as _conn would). sqlite3 keeps
+        # the compiled statement in its per-connection cache.
+        conn = getattr(self._local, "conn", None) or self._connection()
+        cur = conn.execute(sql, args)
+        if result == ROWCOUNT:
+            return cur.rowcount
+        return cur.fetchone() if result == ONE else cur.fetchall()
+
     @contextmanager
     def _tx(self, isolation_level: str | None = None) -> Iterator[sqlite3.Connection]:
-        # SQLite transactions are always serializable, whatever level was asked.
+        # SQLite transactions are always serializable, whatever valid level was asked.
+        check_isolation(isolation_level)
         conn = self._connection()
         if conn.in_transaction:  # nested use on this thread: join the open transaction
             yield conn
