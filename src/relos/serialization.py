@@ -14,10 +14,11 @@ and, with ``type`` = "module:QualName", ``enum`` (``value``), ``dataclass``
 (``fields``), ``pydantic`` (``value`` = model_dump(mode="json")) and
 ``exception`` (``message``, ``traceback``, and ``args`` when serializable).
 
-Decoding imports the module, walks the qualified name and accepts the result
-only if it is a class of the expected kind. Otherwise (class renamed, defined in
-a function, wrong kind, constructor fails) the value degrades to data instead of
-failing: a dataclass or model to a dict of its fields, an enum member to its
+Decoding looks the module up among those already imported (it never imports
+one, so a row cannot trigger import side effects), walks the qualified name and
+accepts the result only if it is a class of the expected kind. Otherwise (module
+not loaded, class renamed, defined in a function, wrong kind, constructor fails)
+the value degrades to data instead of failing: a dataclass or model to a dict of its fields, an enum member to its
 value, an exception to :class:`RecordedError`.
 
 Speed: ``dumps`` first makes one allocation-free pass checking that the value is
@@ -32,11 +33,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import importlib
 import inspect
 import json
 import math
 import pickle
+import sys
 import traceback
 import uuid
 from collections.abc import Callable
@@ -225,12 +226,19 @@ _write = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular
 
 
 def _resolve(path: Any, accept: Callable[[Any], bool]) -> Any:
-    """Import ``"module:QualName"``; return the class if ``accept`` likes it, else None."""
+    """Find ``"module:QualName"`` among the modules this process has already
+    imported; return the class if ``accept`` likes it, else None.
+
+    Decoding never imports a module: a row cannot make a reader run the import
+    side effects of code it did not load itself (the CLI, for instance, loads
+    none of the application's code and so sees plain values)."""
     module_name, _, qualname = path.partition(":") if isinstance(path, str) else ("", "", "")
     if not module_name or not qualname or "<locals>" in qualname:
         return None
+    obj: Any = sys.modules.get(module_name)
+    if obj is None:
+        return None
     try:
-        obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except Exception:
