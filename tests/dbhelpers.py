@@ -1,0 +1,52 @@
+"""PostgreSQL helpers shared by the test suites (import as ``dbhelpers``)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+
+PG_BASE = os.environ.get("RELOS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+_pg_state: dict[str, Any] = {}
+
+
+def postgres_error() -> str | None:
+    """None when the test PostgreSQL server answers, else why not."""
+    if "error" not in _pg_state:
+        try:
+            import psycopg
+
+            psycopg.connect(f"{PG_BASE}/postgres", connect_timeout=3).close()
+            _pg_state["error"] = None
+        except Exception as exc:  # any failure means: no server for the tests
+            _pg_state["error"] = f"{type(exc).__name__}: {exc}"
+    err: str | None = _pg_state["error"]
+    return err
+
+
+def require_postgres() -> None:
+    err = postgres_error()
+    if err is None:
+        return
+    msg = f"PostgreSQL at {PG_BASE} is not reachable ({err})"
+    if os.environ.get("RELOS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{msg} and RELOS_REQUIRE_POSTGRES=1", pytrace=False)
+    pytest.skip(f"!!! SKIPPING POSTGRES TEST: {msg}; start it or set RELOS_TEST_POSTGRES_URL")
+
+
+def new_postgres_database() -> str:
+    import psycopg
+
+    name = f"relos_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_postgres_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
