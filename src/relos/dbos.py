@@ -142,7 +142,7 @@ class DBOS:
                 @functools.wraps(func)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
                     rt = _rt()
-                    start = await rt.run_blocking(wf.begin, rt, info, args, kwargs)
+                    start = await rt.run_blocking(_carry_next_id(wf.begin), rt, info, args, kwargs)
                     if start.run is None:
                         return await WorkflowHandleAsync(rt, start.workflow_id).get_result()
                     await wf.execute_async(rt, info, start)
@@ -220,7 +220,7 @@ class DBOS:
                                    ) -> WorkflowHandleAsync[Any]:
         info = _workflow_info(func)
         rt = _rt()
-        start = await rt.run_blocking(wf.begin, rt, info, args, kwargs)
+        start = await rt.run_blocking(_carry_next_id(wf.begin), rt, info, args, kwargs)
         if start.run is not None:
             wf.dispatch(rt, info, start)
         return WorkflowHandleAsync(rt, start.workflow_id)
@@ -414,9 +414,9 @@ class DBOS:
     async def fork_workflow_async(workflow_id: str, start_step: int, *,
                                   application_version: str | None = None
                                   ) -> WorkflowHandleAsync[Any]:
-        handle = await _rt().run_blocking(
+        handle = await _rt().run_blocking(_carry_next_id(
             functools.partial(DBOS.fork_workflow, workflow_id, start_step,
-                              application_version=application_version))
+                              application_version=application_version)))
         return WorkflowHandleAsync(_rt(), handle.workflow_id)
 
     @staticmethod
@@ -460,6 +460,20 @@ class DBOS:
     @classproperty
     def config(cls) -> Config | None:
         return _instance.config if _instance else None
+
+
+def _carry_next_id(fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn`` for ``run_blocking``, taking this context's SetWorkflowID ID now:
+    ``run_blocking`` runs ``fn`` in a copy of the context, where taking it would
+    leave it set here for every later start."""
+    workflow_id = context.take_next_workflow_id()
+
+    def call(*args: Any) -> T:
+        if workflow_id is not None:
+            context._next_workflow_id.set(workflow_id)
+        return fn(*args)
+
+    return call
 
 
 def _wrap_step(info: StepInfo) -> Any:

@@ -269,12 +269,23 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
 
     end = None if timeout is None else time.monotonic() + timeout
     stopped_here = False
-    with rt.notifier.subscribe([("status", workflow_id)]) as woke:
+    # A workflow waiting for another (its child) stops waiting when it is itself
+    # cancelled or its runtime shuts down: it must not hold up destroy().
+    waiter = None if context.in_step() else context.current()
+    keys = [("status", workflow_id)]
+    if waiter is not None:
+        keys.append(("cancel", waiter.workflow_id))
+    with rt.notifier.subscribe(keys) as woke:
         while True:
             woke.clear()
+            if waiter is not None:
+                waiter.check_cancelled()
             aw = None if stopped_here else rt.active(workflow_id)
             if aw is not None:
                 remaining = None if end is None else max(0.0, end - time.monotonic())
+                if waiter is not None:
+                    remaining = (rt.poll_interval if remaining is None
+                                 else min(remaining, rt.poll_interval))
                 try:
                     return aw.future.result(remaining)
                 except (errors.WorkflowCancelledError, errors.WorkflowConflictError):
@@ -283,6 +294,8 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
                     stopped_here = True
                     continue
                 except concurrent.futures.TimeoutError:
+                    if waiter is not None and (end is None or time.monotonic() < end):
+                        continue  # re-check whether the waiter was cancelled
                     raise TimeoutError(
                         f"workflow {workflow_id!r} did not finish in time") from None
             row = rt.store.get_workflow(workflow_id)
