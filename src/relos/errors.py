@@ -10,7 +10,12 @@ from __future__ import annotations
 
 
 class RelosError(Exception):
-    """Base class of every error raised by relos."""
+    """Base class of every error raised by relos.
+
+    Errors whose constructor takes other arguments than their message keep
+    them in ``__relos_init_args__``, so a recorded error is rebuilt as its own
+    type when a workflow's outcome is read back.
+    """
 
 
 # --- configuration and database access -------------------------------------------------
@@ -70,6 +75,7 @@ class WorkflowNotRegisteredError(RelosError):
             f"module that defines it (decorated with @DBOS.workflow()) before DBOS.launch()"
         )
         self.name = name
+        self.__relos_init_args__ = (name,)
 
 
 class NonExistentWorkflowError(RelosError, LookupError):
@@ -81,6 +87,7 @@ class NonExistentWorkflowError(RelosError, LookupError):
             f"(`relos workflow list` shows the known ones)"
         )
         self.workflow_id = workflow_id
+        self.__relos_init_args__: tuple[object, ...] = (workflow_id,)
 
 
 class WorkflowConflictError(RelosError):
@@ -100,6 +107,7 @@ class NonDeterministicWorkflowError(RelosError):
         )
         self.workflow_id = workflow_id
         self.function_id = function_id
+        self.__relos_init_args__ = (workflow_id, function_id, recorded, called)
 
 
 class WorkflowCancelledError(RelosError):
@@ -108,6 +116,7 @@ class WorkflowCancelledError(RelosError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} was cancelled")
         self.workflow_id = workflow_id
+        self.__relos_init_args__: tuple[object, ...] = (workflow_id,)
 
 
 class AwaitedWorkflowCancelledError(RelosError):
@@ -119,6 +128,7 @@ class AwaitedWorkflowCancelledError(RelosError):
             f"`relos workflow resume {workflow_id}` runs it again from its last step"
         )
         self.workflow_id = workflow_id
+        self.__relos_init_args__: tuple[object, ...] = (workflow_id,)
 
 
 class MaxRecoveryAttemptsExceededError(RelosError):
@@ -131,6 +141,7 @@ class MaxRecoveryAttemptsExceededError(RelosError):
             f"`relos workflow resume {workflow_id}`"
         )
         self.workflow_id = workflow_id
+        self.__relos_init_args__ = (workflow_id, attempts)
 
 
 class MaxStepRetriesExceededError(RelosError):
@@ -145,6 +156,7 @@ class MaxStepRetriesExceededError(RelosError):
         self.step_name = step_name
         self.attempts = attempts
         self.errors = errors
+        self.__relos_init_args__ = (step_name, attempts, errors)
 
 
 class WorkflowTimeoutError(WorkflowCancelledError):

@@ -215,7 +215,7 @@ def _encode_exception(e: BaseException) -> dict[str, Any]:
     out = {TAG: "exception", "type": kind, "message": message, "traceback": tb}
     if not isinstance(e, RecordedError):  # without args, an error decodes as a RecordedError
         with contextlib.suppress(_Unserializable, RecursionError):
-            out["args"] = _encode(list(e.args))
+            out["args"] = _encode(list(getattr(e, "__relos_init_args__", e.args)))
     return out
 
 

@@ -259,10 +259,6 @@ def test_step_name_mismatch_fails_with_non_deterministic_error(db_url: str) -> N
         DBOS.destroy()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (src/relos/errors.py + serialization.py): NonDeterministicWorkflowError's "
-    "__init__ takes (workflow_id, function_id, recorded, called), so its record cannot be "
-    "rebuilt and the stored error comes back as RecordedError"))
 def test_recorded_non_deterministic_error_keeps_its_type(dbos: Any) -> None:
     wid = _insert_orphan("apirec_two_steps", [10], steps=[(0, "apirec_renamed", "x")])
     _eventually(lambda: (DBOS.get_workflow_status(wid) or object()).status == ERROR)

@@ -140,11 +140,6 @@ def test_step_exhausting_retries_raises_max_step_retries_exceeded(dbos: Any) -> 
     assert "failed 3 times" in str(step["error"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (src/relos/errors.py + serialization.py): relos's own errors with custom "
-    "__init__ signatures (MaxStepRetriesExceededError, NonDeterministicWorkflowError, ...) "
-    "cannot be rebuilt from their record (cls(*args) with args=(message,) fails), so a "
-    "retrieved handle raises RecordedError instead of the original type"))
 def test_recorded_max_step_retries_error_keeps_its_type(dbos: Any) -> None:
     wid = "apistep-exhaust-type-" + uuid.uuid4().hex
     with SetWorkflowID(wid), pytest.raises(MaxStepRetriesExceededError):
