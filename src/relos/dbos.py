@@ -82,7 +82,7 @@ class DBOS:
                 "relos is already launched in this process: call DBOS.destroy() before "
                 "creating another DBOS instance"
             )
-        self.config: Config = load_config(config)
+        self._config: Config = load_config(config)
         _instance = self
 
     # --- lifecycle --------------------------------------------------------------------
@@ -97,8 +97,8 @@ class DBOS:
         assert _instance is not None
         if _runtime is not None and _runtime.launched:
             return
-        _configure_logging(_instance.config.log_level)
-        rt = Runtime(_instance.config)
+        _configure_logging(_instance._config.log_level)
+        rt = Runtime(_instance._config)
         try:
             rt.launch()
         except BaseException:
@@ -174,7 +174,8 @@ class DBOS:
         def decorate(func: F) -> F:
             info = StepInfo(name or registry.qualified_name(func), func, "step", policy,
                             is_async=inspect.iscoroutinefunction(func))
-            return _wrap_step(info)
+            wrapped: F = _wrap_step(info)
+            return wrapped
 
         return decorate
 
@@ -459,7 +460,7 @@ class DBOS:
 
     @classproperty
     def config(cls) -> Config | None:
-        return _instance.config if _instance else None
+        return _instance._config if _instance else None
 
 
 def _carry_next_id(fn: Callable[..., T]) -> Callable[..., T]:

@@ -8,6 +8,8 @@ never has to import a driver to catch a relos failure.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class RelosError(Exception):
     """Base class of every error raised by relos.
@@ -147,7 +149,7 @@ class MaxRecoveryAttemptsExceededError(RelosError):
 class MaxStepRetriesExceededError(RelosError):
     """A step with retries failed on every attempt; ``errors`` holds each failure."""
 
-    def __init__(self, step_name: str, attempts: int, errors: list[BaseException]) -> None:
+    def __init__(self, step_name: str, attempts: int, errors: Sequence[BaseException]) -> None:
         last = errors[-1] if errors else None
         super().__init__(
             f"step {step_name!r} failed {attempts} times; last error: "
@@ -155,7 +157,7 @@ class MaxStepRetriesExceededError(RelosError):
         )
         self.step_name = step_name
         self.attempts = attempts
-        self.errors = errors
+        self.errors = list(errors)
         self.__relos_init_args__ = (step_name, attempts, errors)
 
 

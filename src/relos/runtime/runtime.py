@@ -36,6 +36,7 @@ from relos.runtime.notifier import Notifier
 from relos.serialization import Serializer, get_serializer
 from relos.store import open_store, parse_url
 from relos.store.base import PENDING, ExecutorRow, ListFilter, SystemStore
+from relos.store.sql import SQLStore
 
 logger = logging.getLogger("relos")
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class Runtime:
             config.system_database_url, sqlite_synchronous=config.sqlite_synchronous,
             schema=config.system_database_schema, pool_size=config.database_pool_size,
         )
-        self.app_store: SystemStore | None = None
+        self.app_store: SQLStore | None = None
         self.notifier = Notifier()
         self.poll_interval = config.poll_interval_seconds or (
             1.0 if self.store.pushes_notifications else 0.1
