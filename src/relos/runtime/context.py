@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
 
 if TYPE_CHECKING:
     from relos.store.base import StepRow
+
+
+_EVENT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -32,7 +35,8 @@ class WorkflowContext:
     next_id: int = 0
     #: The function_id of the step now running (None between steps).
     step_id: int | None = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Set when the workflow is cancelled; created on first use (see ``cancelled``).
+    _cancel_event: threading.Event | None = None
 
     def next_function_id(self) -> int:
         fid = self.next_id
@@ -50,8 +54,21 @@ class WorkflowContext:
             )
         return rec
 
+    @property
+    def cancelled(self) -> threading.Event:
+        """The event set when this workflow is cancelled (most workflows never
+        wait on it, so it is made only when first asked for)."""
+        event = self._cancel_event
+        if event is None:
+            with _EVENT_LOCK:
+                if self._cancel_event is None:
+                    self._cancel_event = threading.Event()
+                event = self._cancel_event
+        return event
+
     def check_cancelled(self) -> None:
-        if self.cancelled.is_set():
+        event = self._cancel_event
+        if event is not None and event.is_set():
             raise errors.WorkflowCancelledError(self.workflow_id)
 
 

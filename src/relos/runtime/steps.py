@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,17 +93,18 @@ def record(rt: Runtime, p: Plan, info: StepInfo, result: Any, exc: BaseException
     return result
 
 
-@contextmanager
-def _inside(p: Plan) -> Iterator[None]:
-    token = context.enter_step()
+def enter(p: Plan) -> Token[bool]:
+    """Mark a step body as running (pair with :func:`leave` in a ``finally``;
+    plain calls, not a context manager: this is on every step's path)."""
     if p.ctx is not None:
         p.ctx.step_id = p.function_id
-    try:
-        yield
-    finally:
-        context.leave_step(token)
-        if p.ctx is not None:
-            p.ctx.step_id = None
+    return context.enter_step()
+
+
+def leave(p: Plan, token: Token[bool]) -> None:
+    context.leave_step(token)
+    if p.ctx is not None:
+        p.ctx.step_id = None
 
 
 def _give_up(info: StepInfo, failures: list[Exception]) -> Exception:
@@ -125,11 +125,13 @@ def call(info: StepInfo, p: Plan, args: tuple[Any, ...], kwargs: dict[str, Any]
     """Run a sync step body with its retry policy: (result, error)."""
     failures: list[Exception] = []
     for attempt in range(1, info.retry.attempts() + 1):
+        token = enter(p)
         try:
-            with _inside(p):
-                return info.func(*args, **kwargs), None
+            return info.func(*args, **kwargs), None
         except Exception as exc:
             failures.append(exc)
+        finally:
+            leave(p, token)
         if attempt < info.retry.attempts():
             delay = _backoff(p, info, attempt)
             if p.ctx is not None and p.ctx.cancelled.wait(delay):
@@ -144,11 +146,13 @@ async def call_async(info: StepInfo, p: Plan, args: tuple[Any, ...], kwargs: dic
     """As :func:`call` for an ``async def`` step."""
     failures: list[Exception] = []
     for attempt in range(1, info.retry.attempts() + 1):
+        token = enter(p)
         try:
-            with _inside(p):
-                return await info.func(*args, **kwargs), None
+            return await info.func(*args, **kwargs), None
         except Exception as exc:
             failures.append(exc)
+        finally:
+            leave(p, token)
         if attempt < info.retry.attempts():
             await asyncio.sleep(_backoff(p, info, attempt))
     return None, _give_up(info, failures)

@@ -71,11 +71,12 @@ def _attempt(rt: Runtime, info: StepInfo, p: steps.Plan, db: Any,
     with db.transaction(info.isolation_level) as conn:
         token = context._tx_connection.set(conn)
         ok = False
+        step_token = steps.enter(p)
         try:
-            with steps._inside(p):
-                result = info.func(*args, **kwargs)
+            result = info.func(*args, **kwargs)
             ok = True
         finally:
+            steps.leave(p, step_token)
             _close_session(flush=ok)
             context._tx_connection.reset(token)
         if p.ctx is not None:

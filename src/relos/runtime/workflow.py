@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time as _time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -315,6 +316,4 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
 
 
 def _now() -> int:
-    from relos.runtime.runtime import now_ms
-
-    return now_ms()
+    return int(_time.time() * 1000)

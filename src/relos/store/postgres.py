@@ -1,25 +1,33 @@
 """The PostgreSQL backend (production): psycopg 3 with a connection pool.
 
 Every table lives in one schema (``relos`` unless configured). Connections run
-in autocommit mode, so a single-statement state change is one round trip; psycopg
-prepares statements that repeat. Triggers announce new messages, events and
-stream entries with NOTIFY, and one listening connection per process wakes the
-local waiters (polling remains the fallback).
+in autocommit mode, so a single-statement state change is one round trip; the
+store's own statements are prepared on the server at their first use on each
+connection (other SQL after two uses). Triggers announce new messages, events
+and stream entries with NOTIFY, and one listening connection per process wakes
+the local waiters (polling remains the fallback).
+
+Connections come from a ``psycopg_pool`` pool (at most ``pool_size``, shared
+by any number of threads). Its checkout check costs no round trip: an idle
+connection whose socket turned readable was closed by the server (restart,
+termination) and is replaced before use. Each connection keeps one cursor for
+the store's prepared statements.
 """
 
 from __future__ import annotations
 
 import re
+import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
 from relos.store import migrations
 from relos.store.base import check_isolation
-from relos.store.sql import SQLStore
+from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 try:
     import psycopg
@@ -48,9 +56,29 @@ def require_psycopg() -> None:
         )
 
 
+def _check_idle(conn: Any) -> None:
+    """Pool check, run on every checkout without a round trip: an idle
+    connection whose socket turned readable has been closed or terminated by
+    the server (restart, ``pg_terminate_backend``, idle timeout); raising makes
+    the pool discard it and hand out another."""
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        raise psycopg.OperationalError("the server closed this idle connection")
+
+
+def _cursor(conn: Any) -> Any:
+    """The connection's reusable cursor (creating a cursor per statement costs
+    more than running a prepared one)."""
+    cur = getattr(conn, "_relos_cursor", None)
+    if cur is None or cur.closed:
+        cur = conn.cursor()
+        conn._relos_cursor = cur
+    return cur
+
+
 class PostgresStore(SQLStore):
     backend = "postgres"
     paramstyle = "pyformat"
+    marker = "%s"
     pushes_notifications = True
 
     def __init__(self, url: str, *, schema: str = "relos", pool_size: int = 16,
@@ -69,10 +97,11 @@ class PostgresStore(SQLStore):
         self._ensure_database(connect_timeout)
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True, "prepare_threshold": 2},
+            kwargs={"autocommit": True, "prepare_threshold": 2}, check=_check_idle,
             name="relos-system",
         )
-        self.pool.open(wait=True, timeout=connect_timeout)
+        with self._errors():
+            self.pool.open(wait=True, timeout=connect_timeout)
 
     # --- connections ------------------------------------------------------------------
 
@@ -96,7 +125,7 @@ class PostgresStore(SQLStore):
         info = psycopg.conninfo.conninfo_to_dict(self.url)
         dbname = str(info.get("dbname"))
         info["dbname"] = "postgres"
-        admin = psycopg.conninfo.make_conninfo(**info)
+        admin = psycopg.conninfo.make_conninfo("", **info)
         with psycopg.connect(admin, autocommit=True) as conn, suppress(
             psycopg.errors.DuplicateDatabase
         ):
@@ -104,16 +133,34 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _conn(self) -> Iterator[Any]:
-        with self.pool.connection() as conn:
+        conn = self.pool.getconn()
+        try:
             yield conn
+        finally:
+            self.pool.putconn(conn)
 
     @contextmanager
     def _tx(self, isolation_level: str | None = None) -> Iterator[Any]:
-        with self.pool.connection() as conn, conn.transaction():
-            if isolation_level and isolation_level != "READ COMMITTED":
-                level = check_isolation(isolation_level)
-                conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
-            yield conn
+        conn = self.pool.getconn()
+        try:
+            with conn.transaction():
+                if isolation_level and isolation_level != "READ COMMITTED":
+                    level = check_isolation(isolation_level)
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
+                yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
+        pool = self.pool
+        conn = pool.getconn()
+        try:
+            cur = _cursor(conn).execute(sql, args, prepare=True)
+            if result == ROWCOUNT:
+                return cur.rowcount
+            return cur.fetchone() if result == ONE else cur.fetchall()
+        finally:
+            pool.putconn(conn)
 
     def _translate(self, exc: Exception) -> Exception | None:
         if isinstance(exc, psycopg.errors.IntegrityError):
@@ -129,7 +176,7 @@ class PostgresStore(SQLStore):
     def migrate(self) -> list[int]:
         applied: list[int] = []
         known = migrations.latest("postgres")
-        with self._errors(), self.pool.connection() as conn:
+        with self._errors(), self._conn() as conn:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
                 conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}")
@@ -159,7 +206,7 @@ class PostgresStore(SQLStore):
         return applied
 
     def schema_version(self) -> int:
-        with self._errors(), self.pool.connection() as conn:
+        with self._errors(), self._conn() as conn:
             exists = conn.execute("SELECT to_regclass(%s)", (f"{self.prefix}migrations",))
             if exists.fetchone()[0] is None:
                 return 0

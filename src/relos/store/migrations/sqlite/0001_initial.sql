@@ -46,6 +46,9 @@ CREATE INDEX workflow_status_parent_idx ON {p}workflow_status (parent_workflow_i
 
 -- One row per step a workflow performed, in order (function_id). Append-only:
 -- this is both the checkpoint log used for recovery and the step history.
+-- WITHOUT ROWID: the rows live in the primary-key b-tree itself, so recording
+-- a step writes one b-tree page instead of two (table + key index), and a
+-- workflow's steps are stored together for load_steps.
 CREATE TABLE {p}operation_outputs (
     workflow_id        TEXT NOT NULL,
     function_id        INTEGER NOT NULL,
@@ -58,11 +61,15 @@ CREATE TABLE {p}operation_outputs (
     started_at         BIGINT NOT NULL,
     completed_at       BIGINT NOT NULL,
     PRIMARY KEY (workflow_id, function_id)
-);
+) WITHOUT ROWID;
 
 -- Every status or owner change of a workflow, appended by trigger.
+-- `id` is the rowid: each new row gets one more than the largest present, so
+-- ids grow with time. (No AUTOINCREMENT: it would also update sqlite_sequence,
+-- one more page written by every status change, only to avoid reusing the ids
+-- of deleted newest rows, which nothing needs.)
 CREATE TABLE {p}workflow_status_history (
-    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  INTEGER PRIMARY KEY,
     workflow_id         TEXT NOT NULL,
     status              TEXT NOT NULL,
     owner               TEXT,
@@ -102,7 +109,7 @@ CREATE TABLE {p}workflow_events (
     PRIMARY KEY (workflow_id, key)
 );
 CREATE TABLE {p}workflow_events_history (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,  -- the rowid, as in workflow_status_history
     workflow_id  TEXT NOT NULL,
     key          TEXT NOT NULL,
     value        TEXT,
