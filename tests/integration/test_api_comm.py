@@ -280,10 +280,6 @@ def test_fork_keeps_events_and_streams_written_before_the_start_step(dbos: Any) 
     assert events["body"] == "b" and events["tail"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (src/relos/store/base.py + sql.py): SystemStore.set_event has no function_id "
-    "parameter (write_stream has one), so an event set inside a step is stored with "
-    "function_id NULL and fork_events never copies it to a fork that replays that step"))
 def test_fork_keeps_events_set_inside_replayed_steps(dbos: Any) -> None:
     wid = "apicomm-fork-step-event-" + uuid.uuid4().hex
     with SetWorkflowID(wid):

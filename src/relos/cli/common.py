@@ -126,7 +126,7 @@ def opened_store(url: str | None, *, must_exist: bool = True) -> Iterator[System
             f"{ENV_URL}) to the database your application uses, or run `relos migrate` "
             f"to create an empty one"
         )
-    store = open_store(url)
+    store = open_store(url, create_database=not must_exist)
     try:
         if must_exist and store.schema_version() == 0:
             raise errors.RelosError(

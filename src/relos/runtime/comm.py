@@ -179,7 +179,7 @@ def set_event(rt: Runtime, key: str, value: Any) -> None:
     text = serialization.serialize_value(rt.serializer, value, f"the value of event {key!r}")
     now = _now()
     if context.in_step():
-        rt.store.set_event(ctx.workflow_id, key, text, now, None)
+        rt.store.set_event(ctx.workflow_id, key, text, now, None, ctx.step_id)
     else:
         fid = ctx.next_function_id()
         if ctx.replayed(fid, "DBOS.setEvent") is not None:

@@ -50,9 +50,10 @@ def parse_url(url: str | None) -> tuple[str, str]:
 
 def open_store(
     url: str | None, *, sqlite_synchronous: str = "FULL", schema: str = "relos",
-    pool_size: int = 16,
+    pool_size: int = 16, create_database: bool = True,
 ) -> SystemStore:
-    """Open (not migrate) the store a URL names."""
+    """Open (not migrate) the store a URL names. A missing PostgreSQL database
+    is created unless ``create_database`` is False (then it is an error)."""
     backend, location = parse_url(url)
     if backend == "sqlite":
         from relos.store.sqlite import SQLiteStore
@@ -60,7 +61,8 @@ def open_store(
         return SQLiteStore(location, synchronous=sqlite_synchronous)
     from relos.store.postgres import PostgresStore
 
-    return PostgresStore(location, schema=schema, pool_size=pool_size)
+    return PostgresStore(location, schema=schema, pool_size=pool_size,
+                         create_database=create_database)
 
 
 __all__ = ["SystemStore", "open_store", "parse_url", "DEFAULT_SQLITE_PATH"]

@@ -231,7 +231,9 @@ class SystemStore(abc.ABC):
     def resume_workflow(self, workflow_id: str, now: int) -> bool:
         """Make a non-SUCCESS workflow PENDING again with no owner and recovery
         attempts reset, so an executor picks it up; its recorded steps are kept.
-        Returns False if the workflow is unknown or already succeeded."""
+        Returns False if the workflow is unknown or already succeeded. The
+        caller makes sure a PENDING workflow's owner is dead first: this resets
+        the owner unconditionally."""
 
     @abc.abstractmethod
     def fork_workflow(
@@ -290,10 +292,13 @@ class SystemStore(abc.ABC):
 
     @abc.abstractmethod
     def set_event(
-        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None
+        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None,
+        function_id: int | None = None,
     ) -> None:
         """Set the workflow's event ``key`` (the history table keeps every value)
-        and, in the same transaction, record ``step`` if given."""
+        and, in the same transaction, record ``step`` if given. The event is
+        attributed to ``step``'s function ID, else to ``function_id`` (the step
+        it was set from), which is what a fork uses to copy it."""
 
     @abc.abstractmethod
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:

@@ -82,7 +82,7 @@ class PostgresStore(SQLStore):
     pushes_notifications = True
 
     def __init__(self, url: str, *, schema: str = "relos", pool_size: int = 16,
-                 connect_timeout: float = 10.0):
+                 connect_timeout: float = 10.0, create_database: bool = True):
         require_psycopg()
         if not _SCHEMA_RE.match(schema):
             raise errors.ConfigError(
@@ -94,7 +94,7 @@ class PostgresStore(SQLStore):
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         super().__init__(prefix=f'"{schema}".')
-        self._ensure_database(connect_timeout)
+        self._ensure_database(connect_timeout, create_database)
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=False, timeout=connect_timeout,
             kwargs={"autocommit": True, "prepare_threshold": 2}, check=_check_idle,
@@ -105,17 +105,21 @@ class PostgresStore(SQLStore):
 
     # --- connections ------------------------------------------------------------------
 
-    def _ensure_database(self, timeout: float) -> None:
-        """Connect once to report a clear error, creating the database if it is missing."""
+    def _ensure_database(self, timeout: float, create: bool) -> None:
+        """Connect once to report a clear error, creating the database if it is
+        missing and ``create`` allows it."""
         try:
             psycopg.connect(self.url, connect_timeout=int(max(1, timeout))).close()
             return
         except psycopg.OperationalError as exc:
-            if "does not exist" not in str(exc) or "database" not in str(exc):
+            missing = "does not exist" in str(exc) and "database" in str(exc)
+            if not (missing and create):
+                hint = ("check the database name (launching relos or `relos migrate` creates "
+                        "it)" if missing else "check that the server is running and the URL's "
+                        "host, port, user and password")
                 raise errors.DatabaseUnreachableError(
                     f"cannot connect to PostgreSQL at {redact(self.url)}: "
-                    f"{str(exc).strip()}; check that the server is running and the URL's "
-                    f"host, port, user and password"
+                    f"{' '.join(str(exc).split())}; {hint}"
                 ) from exc
         except psycopg.ProgrammingError as exc:
             raise errors.ConfigError(

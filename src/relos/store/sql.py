@@ -430,10 +430,11 @@ class SQLStore(base.SystemStore):
             return str(r[0])
 
     def set_event(
-        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None
+        self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None,
+        function_id: int | None = None,
     ) -> None:
         params = {"workflow_id": workflow_id, "key": key, "value": value, "now": now,
-                  "function_id": step.function_id if step else None}
+                  "function_id": step.function_id if step else function_id}
         try:
             with self._errors(), self._tx() as conn:
                 conn.execute(self.q["set_event"], params)
