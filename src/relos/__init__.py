@@ -24,6 +24,7 @@ from relos.errors import (
     NonDeterministicWorkflowError,
     NonExistentWorkflowError,
     NotLaunchedError,
+    QueueDeduplicatedError,
     RecordedError,
     RelosError,
     SerializationError,
@@ -31,10 +32,12 @@ from relos.errors import (
     WorkflowConflictError,
     WorkflowNotRegisteredError,
 )
+from relos.queues import Queue, SetEnqueueOptions
 from relos.runtime.context import SetWorkflowID, SetWorkflowTimeout
 from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from relos.store.base import (
     CANCELLED,
+    DELAYED,
     ENQUEUED,
     ERROR,
     MAX_RECOVERY_ATTEMPTS_EXCEEDED,
@@ -45,6 +48,10 @@ from relos.store.base import (
 __all__ = [
     "DBOS",
     "Config",
+    "Queue",
+    "SetEnqueueOptions",
+    "QueueDeduplicatedError",
+    "DELAYED",
     "SetWorkflowID",
     "SetWorkflowTimeout",
     "WorkflowHandle",

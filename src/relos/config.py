@@ -21,6 +21,7 @@ database_pool_size             RELOS_DATABASE_POOL_SIZE               16
 executor_lease_seconds         RELOS_EXECUTOR_LEASE_SECONDS           10
 recovery_interval_seconds      RELOS_RECOVERY_INTERVAL_SECONDS        5
 poll_interval_seconds          RELOS_POLL_INTERVAL_SECONDS            0.1 / 1.0
+use_listen_notify              RELOS_USE_LISTEN_NOTIFY                true
 =============================  =====================================  ==========
 """
 
@@ -52,6 +53,10 @@ class Config:
     #: How often a waiter re-reads the database; None picks 0.1 s on SQLite and
     #: 1 s on PostgreSQL (where NOTIFY wakes waiters at once).
     poll_interval_seconds: float | None = None
+    #: PostgreSQL only: wake waiters and idle dequeuers with LISTEN/NOTIFY. Turn
+    #: off behind a connection pooler in transaction mode (PgBouncer), which
+    #: cannot hold a LISTEN; polling alone then finds new work.
+    use_listen_notify: bool = True
 
 
 _NUMERIC = {"max_workflow_threads": int, "database_pool_size": int,
@@ -89,6 +94,13 @@ def load_config(given: dict[str, Any] | None) -> Config:
                 ) from None
             if given[key] <= 0:
                 raise ConfigError(f"configuration {key} must be positive, not {given[key]!r}")
+    if "use_listen_notify" in given and isinstance(given["use_listen_notify"], str):
+        text = given["use_listen_notify"].strip().lower()
+        if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ConfigError(
+                f"use_listen_notify (or RELOS_USE_LISTEN_NOTIFY) must be true or false, "
+                f"not {given['use_listen_notify']!r}")
+        given["use_listen_notify"] = text in ("1", "true", "yes", "on")
     cfg = Config(**given)
     for key in ("name", "executor_id"):
         if not isinstance(getattr(cfg, key), str) or not getattr(cfg, key):

@@ -12,10 +12,13 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any, Generic, TypeVar
 
 from relos import errors
+from relos import queues as queues_mod
 from relos.config import Config, load_config
+from relos.queues import Queue, queue_row
 from relos.runtime import comm, context, management, registry, steps, transactions
 from relos.runtime import workflow as wf
 from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
@@ -51,6 +54,7 @@ class classproperty(Generic[T]):
 
 _instance: DBOS | None = None
 _runtime: Runtime | None = None
+_listen: list[str] | None = None
 
 
 def _rt() -> Runtime:
@@ -99,6 +103,7 @@ class DBOS:
             return
         _configure_logging(_instance._config.log_level)
         rt = Runtime(_instance._config)
+        rt.listen_queues = _listen
         try:
             rt.launch()
         except BaseException:
@@ -117,6 +122,38 @@ class DBOS:
             rt.destroy()
         if destroy_registry:
             registry._workflows.clear()
+
+    @classmethod
+    def listen_queues(cls, queue_names: list[Any]) -> None:
+        """Dequeue only from these queues (names or Queue objects) in this
+        process; call before ``DBOS.launch()``. By default a process dequeues
+        from every queue its code defines."""
+        if _runtime is not None and _runtime.launched:
+            raise errors.ConfigError("DBOS.listen_queues must be called before DBOS.launch()")
+        names = [q.name if isinstance(q, Queue) else q for q in queue_names]
+        for n in names:
+            if not isinstance(n, str) or not n:
+                raise errors.ConfigError(f"listen_queues takes queue names or Queues, not {n!r}")
+        global _listen
+        _listen = names
+
+    @staticmethod
+    def register_queue(name: str, concurrency: int | None = None,
+                       worker_concurrency: int | None = None,
+                       limiter: dict[str, Any] | None = None, *, priority_enabled: bool = False,
+                       partition_queue: bool = False) -> Queue:
+        """Create or change a queue's limits in the database, for every executor
+        (they pick the change up within about a second)."""
+        row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
+                        partition_queue, defined_by="runtime")
+        queue = queues_mod.get(name) or Queue(name)
+        queue.row = row
+        if _runtime is not None and _runtime.launched:
+            import time
+
+            queue.row = _runtime.store.save_queue(replace(row, updated_at=int(time.time() * 1000)))
+            _runtime.notifier.notify("queues", name)
+        return queue
 
     @classmethod
     def recover_pending_workflows(cls) -> list[WorkflowHandle[Any]]:

@@ -163,3 +163,22 @@ class MaxStepRetriesExceededError(RelosError):
 
 class WorkflowTimeoutError(WorkflowCancelledError):
     """Raised inside a workflow whose deadline (``SetWorkflowTimeout``) passed."""
+
+
+# --- queues -------------------------------------------------------------------------------
+
+
+class QueueDeduplicatedError(RelosError):
+    """A workflow was enqueued with a deduplication ID that an unfinished
+    workflow of the same queue already holds."""
+
+    def __init__(self, queue_name: str, deduplication_id: str, existing_id: str) -> None:
+        super().__init__(
+            f"queue {queue_name!r} already holds unfinished workflow {existing_id!r} with "
+            f"deduplication ID {deduplication_id!r}: wait for it to finish, or enqueue with "
+            f"SetEnqueueOptions(deduplication_id=..., return_existing=True) to get its handle"
+        )
+        self.queue_name = queue_name
+        self.deduplication_id = deduplication_id
+        self.existing_id = existing_id
+        self.__relos_init_args__ = (queue_name, deduplication_id, existing_id)

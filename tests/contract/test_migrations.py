@@ -25,9 +25,11 @@ from relos import errors
 from relos.store import open_store, parse_url
 from relos.store.base import (
     EXECUTOR_COLUMNS,
+    QUEUE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     ExecutorRow,
+    QueueRow,
     StepRow,
     WorkflowRow,
 )
@@ -35,12 +37,14 @@ from relos.store.base import (
 EXPECTED_TABLES = {
     "migrations", "workflow_status", "operation_outputs", "workflow_status_history",
     "notifications", "workflow_events", "workflow_events_history", "streams", "executors",
+    "queues",
 }
 #: Table -> the dataclass whose fields are exactly its columns.
 ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
     "workflow_status": (WorkflowRow, WORKFLOW_COLUMNS),
     "operation_outputs": (StepRow, STEP_COLUMNS),
     "executors": (ExecutorRow, EXECUTOR_COLUMNS),
+    "queues": (QueueRow, QUEUE_COLUMNS),
 }
 
 

@@ -20,6 +20,7 @@ from relos.cli import common
 from relos.store.base import (
     ALL_STATUSES,
     CANCELLED,
+    DELAYED,
     ENQUEUED,
     PENDING,
     SUCCESS,
@@ -208,7 +209,7 @@ def cancel_workflow(workflow_id: str, database_url: str | None, as_json: bool) -
     with common.opened_store(url) as store:
         row = common.get_row(store, workflow_id)
         changed = store.set_workflow_status(workflow_id, CANCELLED, common.now_ms(),
-                                            only_if=frozenset({PENDING, ENQUEUED}))
+                                            only_if=frozenset({PENDING, ENQUEUED, DELAYED}))
         after = common.get_row(store, workflow_id)
     if as_json:
         common.print_json({"workflow_id": workflow_id, "cancelled": changed,

@@ -16,6 +16,7 @@ from relos.runtime.handles import WorkflowStatus, status_from_row, step_info
 from relos.store.base import (
     ALL_STATUSES,
     CANCELLED,
+    DELAYED,
     ENQUEUED,
     PENDING,
     SUCCESS,
@@ -37,7 +38,7 @@ def cancel(rt: Runtime, workflow_id: str, *, timed_out: bool = False) -> None:
     """Cancel a PENDING or ENQUEUED workflow; a finished one is left as it is."""
     row = _row(rt, workflow_id)
     changed = rt.store.set_workflow_status(
-        workflow_id, CANCELLED, workflow._now(), only_if=frozenset({PENDING, ENQUEUED})
+        workflow_id, CANCELLED, workflow._now(), only_if=frozenset({PENDING, ENQUEUED, DELAYED})
     )
     if changed or row.status == CANCELLED:
         rt.cancel_local(workflow_id)

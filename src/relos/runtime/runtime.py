@@ -25,17 +25,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from relos import errors
+from relos import errors, queues
 from relos.config import Config
 from relos.runtime import registry
 from relos.runtime.context import WorkflowContext
 from relos.runtime.notifier import Notifier
+from relos.runtime.queueing import QueueRunner
 from relos.serialization import Serializer, get_serializer
 from relos.store import open_store, parse_url
-from relos.store.base import PENDING, ExecutorRow, ListFilter, SystemStore
+from relos.store.base import PENDING, ExecutorRow, ListFilter, QueueRow, SystemStore
 from relos.store.sql import SQLStore
 
 logger = logging.getLogger("relos")
@@ -65,9 +66,8 @@ class Runtime:
         )
         self.app_store: SQLStore | None = None
         self.notifier = Notifier()
-        self.poll_interval = config.poll_interval_seconds or (
-            1.0 if self.store.pushes_notifications else 0.1
-        )
+        pushed = self.store.pushes_notifications and config.use_listen_notify
+        self.poll_interval = config.poll_interval_seconds or (1.0 if pushed else 0.1)
         self.app_version = config.application_version or registry.application_version()
         self._active: dict[str, ActiveWorkflow] = {}
         self._active_lock = threading.Lock()
@@ -82,6 +82,9 @@ class Runtime:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.launched = False
+        #: Queues this process dequeues from (None: every queue defined in code).
+        self.listen_queues: list[str] | None = None
+        self.queue_runner: QueueRunner | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -99,10 +102,15 @@ class Runtime:
             application_version=self.app_version, hostname=self.hostname, pid=self.pid,
             started_at=now, heartbeat_at=now,
         ))
-        self.store.start_listener(self.notifier.notify)
+        for queue in queues.registered().values():
+            self.store.save_queue(replace(queue.row, updated_at=now))
+        if self.config.use_listen_notify:
+            self.store.start_listener(self.notifier.notify)
         self.launched = True
+        runner = self.queue_runner = QueueRunner(self, self.listen_queues)
         self._spawn(self._maintenance, "relos-maintenance")
         self._spawn(self.recover_pending, "relos-recovery")
+        self._spawn(lambda: runner.run(self._stop), "relos-queues")
 
     def _spawn(self, target: Callable[[], Any], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -114,6 +122,7 @@ class Runtime:
         the database and are recovered by the next executor that launches."""
         self._stop.set()
         self._wake.set()
+        self.notifier.notify("queues", "*")
         self.launched = False
         with self._active_lock:
             active = list(self._active.values())
@@ -160,6 +169,18 @@ class Runtime:
     def active(self, workflow_id: str) -> ActiveWorkflow | None:
         with self._active_lock:
             return self._active.get(workflow_id)
+
+    def free_workflow_slots(self) -> int:
+        """How many more workflows this process can start without waiting for a thread."""
+        with self._active_lock:
+            return self.config.max_workflow_threads - len(self._active)
+
+    def queue_settings(self, name: str) -> QueueRow | None:
+        """A queue's limits as stored (refreshed about once a second)."""
+        if self.queue_runner is not None:
+            return self.queue_runner.settings(name)
+        found = self.store.get_queues([name])
+        return found[0] if found else None
 
     def active_ids(self) -> list[str]:
         with self._active_lock:

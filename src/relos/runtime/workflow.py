@@ -25,6 +25,7 @@ from relos.runtime.context import WorkflowContext
 from relos.runtime.registry import WorkflowInfo
 from relos.store.base import (
     CANCELLED,
+    DELAYED,
     ENQUEUED,
     ERROR,
     MAX_RECOVERY_ATTEMPTS_EXCEEDED,
@@ -136,6 +137,11 @@ def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) 
     if expected_owner is not _ANY_OWNER and row.owner != expected_owner:
         return None
     registry.get_workflow(row.name)  # unknown function: raise before claiming
+    if row.queue_name is not None:
+        # A queued workflow goes back to its queue, so the queue's limits hold.
+        if rt.store.requeue(row.workflow_id, row.owner, _now()):
+            rt.notifier.notify("queues", row.queue_name)
+        return None
     start = _claim(rt, row)
     if start is not None and start.run is not None:
         dispatch(rt, registry.get_workflow(row.name), start)
@@ -149,6 +155,14 @@ def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
     )
     if claimed is None:
         return None
+    return adopt(rt, claimed, load_steps=True)
+
+
+def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool) -> Start | None:
+    """Prepare a workflow this process just claimed (by recovery or dequeue)
+    to run here: dead-letter it past its recovery attempts, cancel it past its
+    deadline, else load its recorded steps (when it may have some) and track it."""
+    now = _now()
     info = registry.get_workflow(claimed.name)
     if claimed.recovery_attempts > info.max_recovery_attempts + 1:
         rt.store.set_workflow_status(claimed.workflow_id, MAX_RECOVERY_ATTEMPTS_EXCEEDED, now,
@@ -163,8 +177,9 @@ def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
         rt.notifier.notify("status", claimed.workflow_id)
         return None
     args, kwargs = serialization.deserialize_inputs(rt.serializer, claimed.inputs or "null")
+    recorded = rt.store.load_steps(claimed.workflow_id) if load_steps else None
     ctx = WorkflowContext(
-        claimed.workflow_id, claimed.name, recorded=rt.store.load_steps(claimed.workflow_id),
+        claimed.workflow_id, claimed.name, recorded=recorded,
         deadline_epoch_ms=claimed.deadline_epoch_ms,
         authenticated_user=claimed.authenticated_user,
     )
@@ -304,7 +319,7 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
                 raise errors.NonExistentWorkflowError(workflow_id)
             if row.status in TERMINAL_STATUSES:
                 return result_from_row(rt, row)
-            if row.status not in (PENDING, ENQUEUED):
+            if row.status not in (PENDING, ENQUEUED, DELAYED):
                 raise errors.StoreError(
                     f"workflow {workflow_id!r} has unknown status {row.status}")
             remaining = rt.poll_interval

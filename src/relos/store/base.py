@@ -26,10 +26,12 @@ SUCCESS = "SUCCESS"
 ERROR = "ERROR"
 CANCELLED = "CANCELLED"
 ENQUEUED = "ENQUEUED"
+DELAYED = "DELAYED"
 MAX_RECOVERY_ATTEMPTS_EXCEEDED = "MAX_RECOVERY_ATTEMPTS_EXCEEDED"
 TERMINAL_STATUSES = frozenset({SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
 ISOLATION_LEVELS = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED")
-ALL_STATUSES = frozenset({PENDING, SUCCESS, ERROR, CANCELLED, ENQUEUED, MAX_RECOVERY_ATTEMPTS_EXCEEDED})
+ALL_STATUSES = frozenset({PENDING, SUCCESS, ERROR, CANCELLED, ENQUEUED, DELAYED,
+                          MAX_RECOVERY_ATTEMPTS_EXCEEDED})
 
 
 @dataclass
@@ -63,6 +65,8 @@ class WorkflowRow:
     deadline_epoch_ms: int | None = None
     started_at: int | None = None
     completed_at: int | None = None
+    queue_partition_key: str | None = None
+    delay_until_epoch_ms: int | None = None
 
 
 #: Column order used by every query that reads or writes a whole WorkflowRow.
@@ -103,6 +107,26 @@ class ExecutorRow:
 
 
 EXECUTOR_COLUMNS: tuple[str, ...] = tuple(ExecutorRow.__dataclass_fields__)
+
+
+@dataclass
+class QueueRow:
+    """One row of ``queues``: a queue's limits (None: no limit)."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period_ms: int | None = None
+    priority_enabled: bool = False
+    partitioned: bool = False
+    #: ``code`` (a Queue defined in the application) or ``runtime``
+    #: (DBOS.register_queue); a runtime row is not overwritten from code.
+    defined_by: str = "code"
+    updated_at: int = 0
+
+
+QUEUE_COLUMNS: tuple[str, ...] = tuple(QueueRow.__dataclass_fields__)
 
 
 @dataclass
@@ -152,10 +176,12 @@ class SystemStore(abc.ABC):
 
     @abc.abstractmethod
     def start_listener(self, on_change: Callable[[str, str], None]) -> None:
-        """Call ``on_change(channel, workflow_id)`` from a background thread when
-        another process sends a message, sets an event or writes a stream
-        (channels ``notifications``, ``events``, ``streams``). A no-op where the
-        backend cannot announce changes (``pushes_notifications`` is False)."""
+        """Call ``on_change(channel, key)`` from a background thread when another
+        process sends a message, sets an event or writes a stream (channels
+        ``notifications``, ``events``, ``streams``; the key is the workflow ID) or
+        enqueues work (channel ``queues``; the key is the queue name). A no-op
+        where the backend cannot announce changes (``pushes_notifications`` is
+        False)."""
 
     # --- executors -------------------------------------------------------------------
 
@@ -322,6 +348,51 @@ class SystemStore(abc.ABC):
         self, workflow_id: str, key: str, from_position: int
     ) -> list[tuple[int, str | None, bool]]:
         """Entries (position, value, closed) at or after ``from_position``."""
+
+    # --- queues -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_queue(self, row: QueueRow) -> QueueRow:
+        """Insert or update a queue's limits and return the stored row. A row
+        from code (``defined_by='code'``) does not replace one set at run time;
+        a run-time row replaces anything."""
+
+    @abc.abstractmethod
+    def get_queues(self, names: list[str] | None = None) -> list[QueueRow]:
+        """Stored queue rows, all of them or those named."""
+
+    @abc.abstractmethod
+    def enqueue(self, rows: list[WorkflowRow], step: StepRow | None = None
+                ) -> list[WorkflowRow | None]:
+        """Insert queued workflows (status ENQUEUED or DELAYED) in one
+        transaction, together with ``step`` (the enqueuing parent's step) if
+        given, and wake idle dequeuers. For each row: None when inserted, else
+        the existing row that prevented it — the row with the same workflow ID,
+        or the unfinished workflow holding the same deduplication ID in the queue."""
+
+    @abc.abstractmethod
+    def dequeue(self, queue: QueueRow, owner: str, executor_id: str, now: int,
+                max_claim: int, application_version: str | None,
+                workflow_names: list[str]) -> list[WorkflowRow]:
+        """Atomically claim up to ``max_claim`` eligible workflows of the queue
+        (ENQUEUED, or DELAYED whose delay passed; no application version or
+        ``application_version``; a function in ``workflow_names``, the ones the
+        caller can run), in priority then creation order, within the
+        queue's global concurrency (per partition when partitioned) and rate
+        limit. Claimed rows become PENDING, owned by ``owner``, with
+        ``started_at`` = now and their deadline starting now. No workflow is
+        ever claimed by two callers."""
+
+    @abc.abstractmethod
+    def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
+        """Compare-and-swap a PENDING queued workflow whose owner is
+        ``expected_owner`` back to ENQUEUED with no owner, so it is dequeued
+        again under the queue's limits. Returns whether it changed."""
+
+    @abc.abstractmethod
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        """For each queue name: the number of its workflows per unfinished
+        status (ENQUEUED, DELAYED, PENDING)."""
 
     # --- retention --------------------------------------------------------------------
 

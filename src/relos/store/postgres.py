@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
-             "relos_streams": "streams"}
+             "relos_streams": "streams", "relos_queues": "queues"}
 
 
 def redact(url: str) -> str:

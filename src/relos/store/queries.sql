@@ -136,3 +136,30 @@ UPDATE {p}executors SET stopped_at = :now, heartbeat_at = :now WHERE instance_id
 SELECT workflow_id FROM {p}workflow_status
 WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED')
   AND updated_at < :cutoff
+
+-- name: save_queue
+INSERT INTO {p}queues ({queue_columns}) VALUES ({queue_params})
+ON CONFLICT (name) DO UPDATE
+SET concurrency = excluded.concurrency, worker_concurrency = excluded.worker_concurrency,
+    rate_limit = excluded.rate_limit, rate_period_ms = excluded.rate_period_ms,
+    priority_enabled = excluded.priority_enabled, partitioned = excluded.partitioned,
+    defined_by = excluded.defined_by, updated_at = excluded.updated_at
+WHERE excluded.defined_by = 'runtime' OR queues.defined_by = 'code'
+
+-- name: get_queue
+SELECT {queue_columns} FROM {p}queues WHERE name = :name
+
+-- name: insert_queued
+INSERT INTO {p}workflow_status ({workflow_columns})
+VALUES ({workflow_params})
+ON CONFLICT DO NOTHING
+
+-- name: get_deduplicated
+SELECT {workflow_columns} FROM {p}workflow_status
+WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
+  AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
+
+-- name: requeue_workflow
+UPDATE {p}workflow_status SET status = 'ENQUEUED', owner = NULL, updated_at = :now
+WHERE workflow_id = :workflow_id AND status = 'PENDING' AND queue_name IS NOT NULL
+  AND COALESCE(owner, '') = COALESCE(CAST(:expected_owner AS TEXT), '')

@@ -31,9 +31,10 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from relos import errors
-from relos.store import base
+from relos.store import base, queue_sql
 from relos.store.base import (
     EXECUTOR_COLUMNS,
+    QUEUE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     ExecutorRow,
@@ -99,6 +100,8 @@ def load_queries(backend: str, prefix: str, paramstyle: str) -> dict[str, str]:
         "step_params": ", ".join(f":{c}" for c in STEP_COLUMNS),
         "executor_columns": ", ".join(EXECUTOR_COLUMNS),
         "executor_params": ", ".join(f":{c}" for c in EXECUTOR_COLUMNS),
+        "queue_columns": ", ".join(QUEUE_COLUMNS),
+        "queue_params": ", ".join(f":{c}" for c in QUEUE_COLUMNS),
     }
     shared: dict[str, str] = {}
     specific: dict[str, str] = {}
@@ -484,6 +487,30 @@ class SQLStore(base.SystemStore):
         st = self.st["read_stream"]
         args = st.of_map({"workflow_id": workflow_id, "key": key, "from_position": from_position})
         return [(int(r[0]), r[1], bool(r[2])) for r in self._fetch(st, args, ALL)]
+
+    # --- queues (SQL in queue_sql.py) ----------------------------------------------------
+
+    def save_queue(self, row: base.QueueRow) -> base.QueueRow:
+        return queue_sql.save_queue(self, row)
+
+    def get_queues(self, names: list[str] | None = None) -> list[base.QueueRow]:
+        return queue_sql.get_queues(self, names)
+
+    def enqueue(self, rows: list[WorkflowRow], step: StepRow | None = None
+                ) -> list[WorkflowRow | None]:
+        return queue_sql.enqueue(self, rows, step)
+
+    def dequeue(self, queue: base.QueueRow, owner: str, executor_id: str, now: int,
+                max_claim: int, application_version: str | None,
+                workflow_names: list[str]) -> list[WorkflowRow]:
+        return queue_sql.dequeue(self, queue, owner, executor_id, now, max_claim,
+                                 application_version, workflow_names)
+
+    def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
+        return queue_sql.requeue(self, workflow_id, expected_owner, now)
+
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        return queue_sql.queue_depths(self)
 
     # --- retention --------------------------------------------------------------------
 

@@ -1,0 +1,247 @@
+"""Queues: workflows started later, by any executor, within limits.
+
+``Queue(name, ...)`` declares a queue in code; ``queue.enqueue(fn, *args)``
+records the workflow as ENQUEUED (one transaction) and returns its handle at
+once. Every executor that listens to the queue dequeues from it, and the
+queue's limits hold across all of them because they are enforced in the
+dequeue transaction (see :mod:`relos.store.queue_sql`):
+
+- ``concurrency``: at most this many of the queue's workflows run at once in
+  the whole cluster (per partition, for a partitioned queue);
+- ``worker_concurrency``: at most this many at once in each executor process;
+- ``limiter={"limit": n, "period": s}``: at most ``n`` starts in any ``s``
+  seconds;
+- ``priority_enabled``: lower ``priority`` values start first;
+- ``partition_queue``: each ``queue_partition_key`` is limited on its own.
+
+The limits are stored in the database (table ``queues``) at launch, and
+``DBOS.register_queue`` changes them at run time for every executor.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from relos import errors
+from relos.store.base import QueueRow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync
+
+_queues: dict[str, Queue] = {}
+_lock = threading.Lock()
+
+
+def _positive_int(value: Any, what: str, queue: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise errors.ConfigError(
+            f"queue {queue!r}: {what} must be a whole number >= 1 (or None for no limit), "
+            f"not {value!r}"
+        )
+    return value
+
+
+def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int | None = None,
+              limiter: dict[str, Any] | None = None, priority_enabled: bool = False,
+              partition_queue: bool = False, defined_by: str = "code") -> QueueRow:
+    """Validate queue settings; the row to store. Raises ConfigError."""
+    if not isinstance(name, str) or not name.strip():
+        raise errors.ConfigError("a queue needs a non-empty string name")
+    concurrency = _positive_int(concurrency, "concurrency", name)
+    worker_concurrency = _positive_int(worker_concurrency, "worker_concurrency", name)
+    if concurrency is not None and worker_concurrency is not None \
+            and worker_concurrency > concurrency:
+        raise errors.ConfigError(
+            f"queue {name!r}: worker_concurrency ({worker_concurrency}) cannot exceed "
+            f"concurrency ({concurrency}): no executor could ever use the difference"
+        )
+    rate_limit = rate_period_ms = None
+    if limiter is not None:
+        if not isinstance(limiter, dict) or set(limiter) != {"limit", "period"}:
+            raise errors.ConfigError(
+                f"queue {name!r}: limiter must be a dict with exactly the keys 'limit' and "
+                f"'period', e.g. {{'limit': 50, 'period': 30}}, not {limiter!r}"
+            )
+        rate_limit = _positive_int(limiter["limit"], "limiter['limit']", name)
+        period = limiter["period"]
+        if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0:
+            raise errors.ConfigError(
+                f"queue {name!r}: limiter['period'] must be a positive number of seconds, "
+                f"not {period!r}"
+            )
+        rate_period_ms = int(period * 1000)
+    return QueueRow(name, concurrency, worker_concurrency, rate_limit, rate_period_ms,
+                    bool(priority_enabled), bool(partition_queue), defined_by)
+
+
+class Queue:
+    """A named queue of workflows; see the module documentation."""
+
+    def __init__(self, name: str, concurrency: int | None = None,
+                 worker_concurrency: int | None = None, limiter: dict[str, Any] | None = None,
+                 *, priority_enabled: bool = False, partition_queue: bool = False) -> None:
+        self.row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
+                             partition_queue)
+        self.name = name
+        with _lock:
+            _queues[name] = self
+
+    # The limits as currently known here (the database's copy wins at run time).
+    @property
+    def concurrency(self) -> int | None:
+        return self.row.concurrency
+
+    @property
+    def worker_concurrency(self) -> int | None:
+        return self.row.worker_concurrency
+
+    @property
+    def priority_enabled(self) -> bool:
+        return self.row.priority_enabled
+
+    @property
+    def partition_queue(self) -> bool:
+        return self.row.partitioned
+
+    def enqueue(self, func: Callable[..., Any], *args: Any, **kwargs: Any
+                ) -> WorkflowHandle[Any]:
+        """Record the workflow as ENQUEUED and return its handle; an executor
+        listening to this queue runs it when the limits allow."""
+        from relos.dbos import _rt, _workflow_info
+        from relos.runtime import queueing
+        from relos.runtime.handles import WorkflowHandle
+
+        rt = _rt()
+        [wid] = queueing.enqueue(rt, _workflow_info(func), self, [(args, kwargs)])
+        return WorkflowHandle(rt, wid)
+
+    async def enqueue_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any
+                            ) -> WorkflowHandleAsync[Any]:
+        from relos.dbos import _rt, _workflow_info
+        from relos.runtime import queueing
+        from relos.runtime.handles import WorkflowHandleAsync
+
+        rt = _rt()
+        info = _workflow_info(func)
+        options = current_options()
+        ctx = contextvars.copy_context()
+        [wid] = await rt.run_blocking(
+            lambda: ctx.run(queueing.enqueue, rt, info, self, [(args, kwargs)], options))
+        return WorkflowHandleAsync(rt, wid)
+
+    def enqueue_many(self, func: Callable[..., Any], calls: Iterable[Any]
+                     ) -> list[WorkflowHandle[Any]]:
+        """Enqueue one workflow per item of ``calls`` in one transaction. An item
+        is a tuple of positional arguments, or a ``(args_tuple, kwargs_dict)``
+        pair given as ``relos.queues.Call(args, kwargs)``."""
+        from relos.dbos import _rt, _workflow_info
+        from relos.runtime import queueing
+        from relos.runtime.handles import WorkflowHandle
+
+        rt = _rt()
+        batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        for item in calls:
+            if isinstance(item, Call):
+                batch.append((tuple(item.args), dict(item.kwargs or {})))
+            elif isinstance(item, tuple):
+                batch.append((item, {}))
+            else:
+                batch.append(((item,), {}))
+        ids = queueing.enqueue(rt, _workflow_info(func), self, batch)
+        return [WorkflowHandle(rt, wid) for wid in ids]
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call in ``Queue.enqueue_many``: positional and keyword arguments."""
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kwargs is None:
+            object.__setattr__(self, "kwargs", {})
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    deduplication_id: str | None = None
+    priority: int | None = None
+    delay_seconds: float | None = None
+    queue_partition_key: str | None = None
+    app_version: str | None = None
+    return_existing: bool = False
+
+
+_NO_OPTIONS = EnqueueOptions()
+_options: contextvars.ContextVar[EnqueueOptions | None] = contextvars.ContextVar(
+    "relos_enqueue_options", default=None
+)
+
+
+def current_options() -> EnqueueOptions:
+    return _options.get() or _NO_OPTIONS
+
+
+class SetEnqueueOptions:
+    """Options for workflows enqueued in the block::
+
+        with SetEnqueueOptions(deduplication_id="order-7", priority=1):
+            queue.enqueue(process_order, 7)
+
+    ``deduplication_id``: refuse (QueueDeduplicatedError) a second unfinished
+    workflow with this ID in the queue, or with ``return_existing=True`` return
+    the existing one's handle; ``priority``: lower runs first (queues with
+    ``priority_enabled``); ``delay_seconds``: start no earlier than this (status
+    DELAYED until then); ``queue_partition_key``: the partition (partitioned
+    queues); ``app_version``: only executors of this version may run it.
+    """
+
+    def __init__(self, *, deduplication_id: str | None = None, priority: int | None = None,
+                 delay_seconds: float | None = None, queue_partition_key: str | None = None,
+                 app_version: str | None = None, return_existing: bool = False) -> None:
+        if deduplication_id is not None and (
+                not isinstance(deduplication_id, str) or not deduplication_id):
+            raise errors.ConfigError("deduplication_id must be a non-empty string")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or not 0 <= priority <= 2**31 - 1):
+            raise errors.ConfigError(
+                f"priority must be a whole number from 0 (first) to 2147483647, not {priority!r}")
+        if delay_seconds is not None and (
+                not isinstance(delay_seconds, (int, float)) or isinstance(delay_seconds, bool)
+                or delay_seconds < 0 or delay_seconds != delay_seconds):
+            raise errors.ConfigError(
+                f"delay_seconds must be a number of seconds >= 0, not {delay_seconds!r}")
+        if queue_partition_key is not None and not isinstance(queue_partition_key, str):
+            raise errors.ConfigError("queue_partition_key must be a string")
+        self.options = EnqueueOptions(deduplication_id, priority, delay_seconds,
+                                      queue_partition_key, app_version, return_existing)
+        self._token: contextvars.Token[EnqueueOptions | None] | None = None
+
+    def __enter__(self) -> SetEnqueueOptions:
+        self._token = _options.set(replace(self.options))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        _options.reset(self._token)
+
+
+def registered() -> dict[str, Queue]:
+    with _lock:
+        return dict(_queues)
+
+
+def get(name: str) -> Queue | None:
+    with _lock:
+        return _queues.get(name)

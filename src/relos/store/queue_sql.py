@@ -1,0 +1,212 @@
+"""The queue operations of :class:`~relos.store.sql.SQLStore` (which
+delegates its queue methods to the functions here).
+
+A dequeue is one transaction: count what the limits need (running workflows
+for the global concurrency, recent starts for the rate limit), pick eligible
+rows in priority order and flip them to PENDING with this process as owner.
+On PostgreSQL, rows are picked ``FOR UPDATE SKIP LOCKED`` so concurrent
+dequeuers never wait on each other's rows; when the queue has a global budget
+(concurrency or rate limit) the dequeuers of that queue also take a
+transaction-scoped advisory lock, so two of them cannot both spend the same
+budget. On SQLite the transaction holds the database's write lock throughout.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from relos import errors
+from relos.store.base import QUEUE_COLUMNS, WORKFLOW_COLUMNS, QueueRow, StepRow, WorkflowRow
+
+if TYPE_CHECKING:
+    from relos.store.sql import SQLStore
+
+_ELIGIBLE = (
+    "queue_name = {q} AND (status = 'ENQUEUED' OR (status = 'DELAYED' AND "
+    "delay_until_epoch_ms <= {now})) AND (application_version IS NULL OR "
+    "application_version = {version})"
+)
+
+
+def save_queue(store: SQLStore, row: QueueRow) -> QueueRow:
+    params = {c: getattr(row, c) for c in QUEUE_COLUMNS}
+    params["priority_enabled"] = int(row.priority_enabled)
+    params["partitioned"] = int(row.partitioned)
+    with store._errors(), store._tx() as conn:
+        conn.execute(store.q["save_queue"], params)
+        found = conn.execute(store.q["get_queue"], {"name": row.name}).fetchone()
+    return _queue_row(found)
+
+
+def get_queues(store: SQLStore, names: list[str] | None = None) -> list[QueueRow]:
+    params: dict[str, Any] = {}
+    sql = f"SELECT {', '.join(QUEUE_COLUMNS)} FROM {store.prefix}queues"
+    if names is not None:
+        if not names:
+            return []
+        sql += f" WHERE name IN ({store._in_list('n', names, params)})"
+    return [_queue_row(r) for r in store._all(sql + " ORDER BY name", params)]
+
+
+def enqueue(
+    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None = None
+) -> list[WorkflowRow | None]:
+    results: list[WorkflowRow | None] = []
+    with store._errors(), store._tx() as conn:
+        for row in rows:
+            if conn.execute(store.q["insert_queued"], vars(row)).rowcount == 1:
+                results.append(None)
+            else:
+                results.append(_blocker(store, conn, row))
+        if step is not None:
+            store.record_step_in(conn, step)
+        if store.backend == "postgres":
+            for name in sorted({r.queue_name for r in rows if r.queue_name}):
+                conn.execute("SELECT pg_notify('relos_queues', %(q)s)", {"q": name})
+    return results
+
+
+def _blocker(store: SQLStore, conn: Any, row: WorkflowRow) -> WorkflowRow:
+    """The row that kept ``row`` out: same ID, else same deduplication ID."""
+    found = conn.execute(store.q["get_workflow"], {"workflow_id": row.workflow_id}).fetchone()
+    if found is None and row.deduplication_id is not None:
+        found = conn.execute(
+            store.q["get_deduplicated"],
+            {
+                "queue_name": row.queue_name,
+                "deduplication_id": row.deduplication_id,
+            },
+        ).fetchone()
+    if found is None:  # the blocker finished in between: vanishingly rare
+        raise errors.StoreError(f"could not enqueue workflow {row.workflow_id!r}; try again")
+    return WorkflowRow(*found)
+
+
+def dequeue(
+    store: SQLStore,
+    queue: QueueRow,
+    owner: str,
+    executor_id: str,
+    now: int,
+    max_claim: int,
+    application_version: str | None,
+    workflow_names: list[str],
+) -> list[WorkflowRow]:
+    if max_claim <= 0:
+        return []
+    params: dict[str, Any] = {"queue_name": queue.name, "now": now, "version": application_version}
+    ph = store._ph
+    if not workflow_names:
+        return []
+    eligible = _ELIGIBLE.format(q=ph("queue_name"), now=ph("now"), version=ph("version"))
+    eligible += f" AND name IN ({store._in_list('fn', workflow_names, params)})"
+    p = store.prefix
+    postgres = store.backend == "postgres"
+    claimed: list[WorkflowRow] = []
+    with store._errors(), store._tx() as conn:
+        if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%(lock)s))",
+                {"lock": f"relos.queue:{queue.name}"},
+            )
+        budget = max_claim
+        if queue.rate_limit is not None and queue.rate_period_ms:
+            params["since"] = now - queue.rate_period_ms
+            started = conn.execute(
+                f"SELECT COUNT(*) FROM {p}workflow_status WHERE queue_name = "
+                f"{ph('queue_name')} AND started_at >= {ph('since')} "
+                f"AND status NOT IN ('ENQUEUED', 'DELAYED')",
+                params,
+            ).fetchone()[0]
+            budget = min(budget, queue.rate_limit - int(started))
+        partitions: list[Any] = [None]
+        if queue.partitioned:
+            partitions = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT DISTINCT queue_partition_key FROM {p}workflow_status WHERE {eligible}",
+                    params,
+                ).fetchall()
+            ]
+        for part in partitions:
+            room = budget - len(claimed)
+            if room <= 0:
+                break
+            where = eligible
+            if queue.partitioned:
+                params["part"] = part
+                where += (
+                    f" AND queue_partition_key = {ph('part')}"
+                    if part is not None
+                    else " AND queue_partition_key IS NULL"
+                )
+            if queue.concurrency is not None:
+                running_where = f"queue_name = {ph('queue_name')} AND status = 'PENDING'"
+                if queue.partitioned:
+                    running_where += (
+                        f" AND queue_partition_key = {ph('part')}"
+                        if part is not None
+                        else " AND queue_partition_key IS NULL"
+                    )
+                running = conn.execute(
+                    f"SELECT COUNT(*) FROM {p}workflow_status WHERE {running_where}", params
+                ).fetchone()[0]
+                room = min(room, queue.concurrency - int(running))
+                if room <= 0:
+                    continue
+            params["room"] = room
+            lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT workflow_id FROM {p}workflow_status WHERE {where} "
+                    f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}{lock}",
+                    params,
+                ).fetchall()
+            ]
+            if not ids:
+                continue
+            upd: dict[str, Any] = {"owner": owner, "executor_id": executor_id, "now": now}
+            in_list = store._in_list("w", ids, upd)
+            rows = conn.execute(
+                f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
+                f"executor_id = {ph('executor_id')}, started_at = {ph('now')}, "
+                f"updated_at = {ph('now')}, recovery_attempts = recovery_attempts + 1, "
+                f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
+                f"ELSE {ph('now')} + timeout_ms END "
+                f"WHERE workflow_id IN ({in_list}) RETURNING {', '.join(WORKFLOW_COLUMNS)}",
+                upd,
+            ).fetchall()
+            found = {r[0]: WorkflowRow(*r) for r in rows}
+            claimed.extend(found[i] for i in ids if i in found)
+    return claimed
+
+
+def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int) -> bool:
+    return (
+        store._run(
+            store.q["requeue_workflow"],
+            {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now},
+        )
+        == 1
+    )
+
+
+def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:
+    rows = store._all(
+        f"SELECT queue_name, status, COUNT(*) FROM {store.prefix}workflow_status "
+        f"WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'DELAYED', 'PENDING') "
+        f"GROUP BY queue_name, status",
+        {},
+    )
+    depths: dict[str, dict[str, int]] = {}
+    for name, status, count in rows:
+        depths.setdefault(name, {"ENQUEUED": 0, "DELAYED": 0, "PENDING": 0})[status] = int(count)
+    return depths
+
+
+def _queue_row(r: Any) -> QueueRow:
+    row = QueueRow(*r)
+    row.priority_enabled = bool(row.priority_enabled)
+    row.partitioned = bool(row.partitioned)
+    return row
