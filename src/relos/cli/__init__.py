@@ -6,6 +6,8 @@
     relos migrate              # create or upgrade the relos schema
     relos workflow list        # inspect and operate on workflows
     relos workflow get|steps|cancel|resume|fork ...
+    relos queue list           # queues, their limits and depths
+    relos executors            # the executor processes, live and dead
 
 Every command takes ``--database-url`` (or RELOS_SYSTEM_DATABASE_URL); without
 it the embedded SQLite file ``relos.sqlite`` in the working directory is used.
@@ -21,7 +23,9 @@ import click
 from relos import errors
 from relos.cli import common
 from relos.cli.demo import demo
+from relos.cli.executors import executors
 from relos.cli.migrate import migrate
+from relos.cli.queue import queue
 from relos.cli.workflow import workflow
 
 
@@ -53,5 +57,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 main.add_command(demo)
 main.add_command(migrate)
 main.add_command(workflow)
+main.add_command(queue)
+main.add_command(executors)
 
 __all__ = ["main"]

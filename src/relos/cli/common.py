@@ -26,7 +26,7 @@ from rich.text import Text
 
 from relos import errors
 from relos.serialization import deserialize_exception, deserialize_inputs, get_serializer
-from relos.store import DEFAULT_SQLITE_PATH, SystemStore, open_store, parse_url
+from relos.store import DEFAULT_SQLITE_PATH, SystemStore, open_store, parse_url, redact
 from relos.store.base import StepRow, WorkflowRow
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,10 +98,6 @@ def resolve_url(given: str | None) -> str | None:
     env = os.environ.get(ENV_URL)
     return env or None
 
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def describe_url(url: str | None) -> str:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from relos import errors, queues
 from relos.config import Config
-from relos.runtime import registry
+from relos.runtime import liveness, registry
 from relos.runtime.context import WorkflowContext
 from relos.runtime.notifier import Notifier
 from relos.runtime.queueing import QueueRunner
@@ -201,12 +201,8 @@ class Runtime:
         if owner == self.instance_id:
             return True
         rows = self.store.get_executors([owner])
-        if not rows or rows[0].stopped_at is not None:
-            return False
-        row = rows[0]
-        if row.hostname == self.hostname and not _pid_exists(row.pid):
-            return False
-        return now_ms() - row.heartbeat_at < self.config.executor_lease_seconds * 1000
+        return bool(rows) and liveness.state(
+            rows[0], now_ms(), self.config.executor_lease_seconds) == "live"
 
     def recover_pending(self) -> list[str]:
         """Start every PENDING workflow of this executor whose owner is gone.
@@ -316,12 +312,3 @@ async def _cancel_tasks() -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
 
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+
 from relos import errors
 from relos.store.base import SystemStore
 
@@ -48,6 +50,12 @@ def parse_url(url: str | None) -> tuple[str, str]:
     )
 
 
+def redact(url: str) -> str:
+    """The URL with its password hidden, for error messages and logs."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.I)
+
+
 def open_store(
     url: str | None, *, sqlite_synchronous: str = "FULL", schema: str = "relos",
     pool_size: int = 16, create_database: bool = True,
@@ -65,4 +73,4 @@ def open_store(
                          create_database=create_database)
 
 
-__all__ = ["SystemStore", "open_store", "parse_url", "DEFAULT_SQLITE_PATH"]
+__all__ = ["SystemStore", "open_store", "parse_url", "redact", "DEFAULT_SQLITE_PATH"]

@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
-from relos.store import migrations
+from relos.store import migrations, redact
 from relos.store.base import check_isolation
 from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
@@ -41,12 +41,6 @@ _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
              "relos_streams": "streams", "relos_queues": "queues"}
-
-
-def redact(url: str) -> str:
-    """The URL with its password hidden, for error messages and logs."""
-    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.I)
 
 
 def require_psycopg() -> None:

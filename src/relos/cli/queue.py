@@ -1,0 +1,72 @@
+"""``relos queue list``: the queues, their limits and how much work waits in each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from relos.cli import common
+
+
+@click.group()
+def queue() -> None:
+    """Inspect queues."""
+
+
+def _limit(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+@queue.command("list")
+@common.database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_queues(database_url: str | None, as_json: bool) -> None:
+    """Every queue with its limits and depth (ENQUEUED, DELAYED and running)."""
+    url = common.resolve_url(database_url)
+    with common.opened_store(url) as store:
+        rows = {q.name: q for q in store.get_queues()}
+        depths = store.queue_depths()
+    names = sorted(set(rows) | set(depths))
+    data: list[dict[str, Any]] = []
+    for name in names:
+        q = rows.get(name)
+        depth = depths.get(name, {"ENQUEUED": 0, "DELAYED": 0, "PENDING": 0})
+        data.append({
+            "name": name,
+            "concurrency": q.concurrency if q else None,
+            "worker_concurrency": q.worker_concurrency if q else None,
+            "rate_limit": q.rate_limit if q else None,
+            "rate_period_seconds": q.rate_period_ms / 1000 if q and q.rate_period_ms else None,
+            "priority_enabled": q.priority_enabled if q else False,
+            "partitioned": q.partitioned if q else False,
+            "defined_by": q.defined_by if q else None,
+            "enqueued": depth["ENQUEUED"], "delayed": depth["DELAYED"],
+            "running": depth["PENDING"],
+        })
+    if as_json:
+        common.print_json(data)
+        return
+    out = common.console()
+    if not data:
+        out.print(Text("no queues: define one with Queue(name) in your application", style="dim"))
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("Queue", "Enqueued", "Delayed", "Running", "Limit", "Per worker", "Rate",
+                   "Options"):
+        table.add_column(column, justify="left" if column in ("Queue", "Options") else "right",
+                         overflow="fold")
+    for d in data:
+        rate = ("-" if d["rate_limit"] is None
+                else f"{d['rate_limit']} / {d['rate_period_seconds']:g} s")
+        options = ", ".join(o for o, on in (("priority", d["priority_enabled"]),
+                                             ("partitioned", d["partitioned"])) if on)
+        if d["defined_by"] == "runtime":
+            options = ", ".join(filter(None, [options, "set at run time"]))
+        table.add_row(d["name"], str(d["enqueued"]), str(d["delayed"]), str(d["running"]),
+                      _limit(d["concurrency"]), _limit(d["worker_concurrency"]), rate,
+                      options or "-")
+    out.print(table)

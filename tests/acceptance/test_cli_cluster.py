@@ -1,0 +1,77 @@
+"""``relos queue list`` and ``relos executors``, run for real in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from relos import DBOS, Queue
+from relos.store import open_store
+from relos.store.base import ExecutorRow
+
+cli_queue = Queue("cli_cluster.q", concurrency=4, worker_concurrency=2,
+                  limiter={"limit": 5, "period": 2}, priority_enabled=True)
+
+
+@DBOS.workflow(name="cli_cluster.wait")
+def wait_for_go() -> str:
+    return str(DBOS.recv("go", timeout_seconds=60))
+
+
+def relos(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "RELOS_SYSTEM_DATABASE_URL"}
+    env["COLUMNS"] = "160"
+    return subprocess.run([sys.executable, "-m", "relos.cli", *args, "--database-url", url],
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_queue_list_shows_limits_and_depths(dbos: Any, db_url: str) -> None:
+    handles = [cli_queue.enqueue(wait_for_go) for _ in range(3)]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # worker_concurrency=2: two run, one waits
+        if sum(h.get_status().status == "PENDING" for h in handles) == 2:
+            break
+        time.sleep(0.05)
+    done = relos(db_url, "queue", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    [row] = [q for q in json.loads(done.stdout) if q["name"] == "cli_cluster.q"]
+    assert row["concurrency"] == 4 and row["worker_concurrency"] == 2
+    assert row["rate_limit"] == 5 and row["rate_period_seconds"] == 2
+    assert row["priority_enabled"] is True and row["defined_by"] == "code"
+    assert (row["running"], row["enqueued"]) == (2, 1)
+    table = relos(db_url, "queue", "list")
+    assert table.returncode == 0 and "cli_cluster.q" in table.stdout
+    for h in handles:
+        DBOS.send(h.workflow_id, "go", topic="go")
+    assert [h.get_result() for h in handles] == ["go"] * 3
+
+
+def test_executors_lists_live_dead_and_stopped(dbos: Any, db_url: str) -> None:
+    store = open_store(db_url)
+    try:
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()  # a PID that no longer exists on this host
+        now = int(time.time() * 1000)
+        store.register_executor(ExecutorRow("dead-one", "local", "v1", os.uname().nodename,
+                                            gone.pid, now, now))
+        store.register_executor(ExecutorRow("far-away", "local", "v1", "another-host",
+                                            4242, now - 60_000, now - 60_000))
+        store.register_executor(ExecutorRow("stopped-one", "local", "v1", "another-host",
+                                            4243, now, now, stopped_at=now))
+    finally:
+        store.close()
+    done = relos(db_url, "executors", "--json", "--all")
+    assert done.returncode == 0, done.stderr
+    states = {e["instance_id"]: e["state"] for e in json.loads(done.stdout)}
+    assert states["dead-one"] == "dead"        # same host, process gone
+    assert states["far-away"] == "dead"        # other host, heartbeat older than the lease
+    assert states["stopped-one"] == "stopped"
+    assert "live" in states.values()           # this test's own runtime
+    default = relos(db_url, "executors", "--json")
+    assert "stopped-one" not in {e["instance_id"] for e in json.loads(default.stdout)}
+    table = relos(db_url, "executors")
+    assert table.returncode == 0 and "dead" in table.stdout
