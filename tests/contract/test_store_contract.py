@@ -971,15 +971,16 @@ def test_list_workflows_without_values(store, listed):
 
 
 def test_find_recoverable_returns_pending_workflows_of_the_executors(store, make_workflow):
-    store.insert_workflow(make_workflow("p1", executor_id="e1", owner="inst-1", created_at=T0))
+    store.insert_workflow(make_workflow("p1", executor_id="e1", owner="inst-1", created_at=T0,
+                                        application_version="v1"))
     store.insert_workflow(make_workflow("p2", executor_id="e2", owner=None, created_at=T0 + 1))
     store.insert_workflow(make_workflow("p3", executor_id="e3", owner="inst-3"))
     store.insert_workflow(make_workflow("done", executor_id="e1", status=SUCCESS))
     store.insert_workflow(make_workflow("queued", executor_id="e1", status=ENQUEUED))
     store.insert_workflow(make_workflow("cancelled", executor_id="e2", status=CANCELLED))
 
-    assert sorted(store.find_recoverable(["e1", "e2"])) == [("p1", "inst-1"), ("p2", None)]
-    assert store.find_recoverable(["e3"]) == [("p3", "inst-3")]
+    assert store.find_recoverable(["e1", "e2"]) == [("p1", "inst-1", "v1"), ("p2", None, None)]
+    assert store.find_recoverable(["e3"]) == [("p3", "inst-3", None)]
     assert store.find_recoverable(["nobody"]) == []
     assert store.find_recoverable([]) == []
 

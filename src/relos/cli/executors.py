@@ -32,9 +32,10 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
     with common.opened_store(url) as store:
         rows = store.get_executors()
         pending = {r.instance_id: 0 for r in rows}
-        for row in store.find_recoverable(sorted({r.executor_id for r in rows})):
-            if row[1] in pending:
-                pending[row[1]] += 1
+        for _wid, owner, _version in store.find_recoverable(sorted({r.executor_id
+                                                                    for r in rows})):
+            if owner in pending:
+                pending[owner] += 1
     now = common.now_ms()
     listed = []
     for r in rows:

@@ -205,26 +205,35 @@ class Runtime:
             rows[0], now_ms(), self.config.executor_lease_seconds) == "live"
 
     def recover_pending(self) -> list[str]:
-        """Start every PENDING workflow of this executor whose owner is gone.
-        Returns the IDs this process claimed."""
+        """Take over the PENDING workflows whose owner process is gone: those of
+        this executor ID, and those of any executor whose process is dead, when
+        they were started by this application version (or by no particular
+        one). Each is claimed by compare-and-swap on its owner, so of all the
+        processes recovering at once exactly one gets it. Returns the IDs
+        claimed here (a queued workflow goes back to its queue instead)."""
         from relos.runtime import workflow
 
         claimed: list[str] = []
         try:
-            candidates = self.store.find_recoverable([self.config.executor_id])
+            now = now_ms()
+            lease = self.config.executor_lease_seconds
+            states = {r.instance_id: (r.executor_id, liveness.state(r, now, lease))
+                      for r in self.store.get_executors()}
+            executor_ids = {self.config.executor_id} | {
+                eid for eid, st in states.values() if st != "live"}
+            candidates = self.store.find_recoverable(sorted(executor_ids))
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed
-        alive: dict[str | None, bool] = {}
-        for workflow_id, owner in candidates:
+        for workflow_id, owner, version in candidates:
             if self._stop.is_set():
                 break
-            if self.active(workflow_id) is not None:
+            if owner == self.instance_id or self.active(workflow_id) is not None:
                 continue
-            if owner not in alive:
-                alive[owner] = self.owner_alive(owner)
-            if alive[owner]:
+            if owner is not None and owner in states and states[owner][1] == "live":
                 continue
+            if version is not None and version != self.app_version:
+                continue  # another version's code: left for an executor running it
             try:
                 if workflow.recover(self, workflow_id, owner) is not None:
                     claimed.append(workflow_id)

@@ -232,8 +232,10 @@ class SystemStore(abc.ABC):
         """Rows matching every filter, ordered by created_at (then ID)."""
 
     @abc.abstractmethod
-    def find_recoverable(self, executor_ids: list[str]) -> list[tuple[str, str | None]]:
-        """(workflow_id, owner) of every PENDING workflow of these executors."""
+    def find_recoverable(self, executor_ids: list[str]
+                         ) -> list[tuple[str, str | None, str | None]]:
+        """(workflow_id, owner, application_version) of every PENDING workflow
+        of these executors, oldest first."""
 
     @abc.abstractmethod
     def claim_workflow(

@@ -318,14 +318,16 @@ class SQLStore(base.SystemStore):
             sql += f" OFFSET {self._ph('offset')}"
         return [WorkflowRow(*r) for r in self._all(sql, params)]
 
-    def find_recoverable(self, executor_ids: list[str]) -> list[tuple[str, str | None]]:
+    def find_recoverable(self, executor_ids: list[str]
+                         ) -> list[tuple[str, str | None, str | None]]:
         if not executor_ids:
             return []
         params: dict[str, Any] = {}
-        sql = (f"SELECT workflow_id, owner FROM {self.prefix}workflow_status "
+        sql = (f"SELECT workflow_id, owner, application_version "
+               f"FROM {self.prefix}workflow_status "
                f"WHERE status = 'PENDING' AND executor_id IN "
                f"({self._in_list('e', executor_ids, params)}) ORDER BY created_at")
-        return [(r[0], r[1]) for r in self._all(sql, params)]
+        return [(r[0], r[1], r[2]) for r in self._all(sql, params)]
 
     def claim_workflow(
         self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,

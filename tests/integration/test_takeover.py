@@ -1,0 +1,91 @@
+"""Self-healing without a control plane: a live executor takes over the
+PENDING workflows of a dead one, whatever its executor ID, when the workflows
+were started by the same application version."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from relos import DBOS
+from relos.serialization import get_serializer
+from relos.store import open_store
+from relos.store.base import PENDING, SUCCESS, ExecutorRow, WorkflowRow
+
+ran: list[str] = []
+
+
+@DBOS.step(name="takeover.mark")
+def mark(tag: str) -> str:
+    ran.append(tag)
+    return tag
+
+
+@DBOS.workflow(name="takeover.work")
+def work(tag: str) -> str:
+    return mark(tag)
+
+
+def _eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def _orphan(db_url: str, executor_id: str, version: str | None, *, heartbeat_age_ms: int
+            ) -> str:
+    """A PENDING workflow owned by an executor on another host, registered with
+    a heartbeat ``heartbeat_age_ms`` old."""
+    store = open_store(db_url)
+    try:
+        now = int(time.time() * 1000)
+        instance = f"instance-{uuid.uuid4().hex[:8]}"
+        store.register_executor(ExecutorRow(instance, executor_id, version, "elsewhere", 1,
+                                            now - 60_000, now - heartbeat_age_ms))
+        wid = f"takeover-{uuid.uuid4().hex[:8]}"
+        tag = f"{executor_id}:{wid}"
+        inputs = get_serializer("json").dumps({"args": [tag], "kwargs": {}})
+        assert store.insert_workflow(WorkflowRow(
+            workflow_id=wid, status=PENDING, name="takeover.work", executor_id=executor_id,
+            created_at=now, updated_at=now, inputs=inputs, owner=instance,
+            application_version=version)) is None
+        return wid
+    finally:
+        store.close()
+
+
+def _version() -> str:
+    from relos import dbos as facade
+
+    assert facade._runtime is not None
+    return facade._runtime.app_version
+
+
+def test_dead_executor_of_another_id_is_taken_over(dbos: Any, db_url: str) -> None:
+    wid = _orphan(db_url, "host-a", _version(), heartbeat_age_ms=60_000)
+    _eventually(lambda: DBOS.get_workflow_status(wid).status == SUCCESS)
+    status = DBOS.get_workflow_status(wid)
+    assert status.executor_id == "local"  # now run by this executor
+    assert ran.count(f"host-a:{wid}") == 1
+
+
+def test_live_executor_keeps_its_workflows(dbos: Any, db_url: str) -> None:
+    wid = _orphan(db_url, "host-b", _version(), heartbeat_age_ms=0)
+    time.sleep(1.5)  # three recovery scans of the fixture's runtime (every 0.5 s)
+    assert DBOS.get_workflow_status(wid).status == PENDING
+    assert f"host-b:{wid}" not in ran
+
+
+def test_other_version_is_left_for_its_own_executors(dbos: Any, db_url: str) -> None:
+    wid = _orphan(db_url, "host-c", "some-other-version", heartbeat_age_ms=60_000)
+    time.sleep(1.5)
+    assert DBOS.get_workflow_status(wid).status == PENDING
+    # Forking onto this version is how a deploy moves such a workflow on.
+    handle = DBOS.fork_workflow(wid, 0, application_version=_version())
+    assert handle.get_result(timeout_seconds=20) == f"host-c:{wid}"
