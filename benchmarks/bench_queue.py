@@ -1,0 +1,236 @@
+"""Throughput of relos queues beside the raw SQL floor of the same work.
+
+For each backend, on a fresh database, this script measures:
+
+enqueue, one at a time
+    ``queue.enqueue(fn, i)`` in a loop: one transaction per workflow.
+    Floor: one single-row INSERT commit per task with the same driver.
+
+enqueue, in bulk
+    ``queue.enqueue_many(fn, batch)`` with ``--batch`` calls per transaction.
+    Floor: the same number of rows inserted per transaction (executemany).
+
+drain
+    One launched process runs the queued one-step workflows (``--tasks`` of
+    them) until all have succeeded; tasks per second from the first claim to
+    the last success. relos writes, per task: its share of a batched claim,
+    the step record and the completion. Floor: the same rows claimed in
+    batches of ``--batch`` per transaction (UPDATE ... RETURNING) and each
+    task's step INSERT and completion UPDATE committed one by one, in one
+    thread with one connection.
+
+Usage::
+
+    python benchmarks/bench_queue.py --backend both --tasks 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from relos import DBOS, Queue
+
+PG_BASE = os.environ.get("RELOS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+
+bench_queue = Queue("bench.queue")
+
+
+@DBOS.step(name="bench.queue.step")
+def tiny_step(i: int) -> int:
+    return i + 1
+
+
+@DBOS.workflow(name="bench.queue.task")
+def tiny_task(i: int) -> int:
+    return tiny_step(i)
+
+
+# --- databases --------------------------------------------------------------------------
+
+
+@contextmanager
+def database(backend: str) -> Iterator[str]:
+    if backend == "sqlite":
+        folder = tempfile.mkdtemp(prefix="relos-bench-")
+        try:
+            yield f"sqlite:///{folder}/bench.sqlite"
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    import psycopg
+
+    name = f"relos_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_BASE}/{name}"
+    finally:
+        with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Raw:
+    """The floor: the same rows written with the bare driver."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend = backend
+        if backend == "sqlite":
+            path = url.removeprefix("sqlite:///")
+            self.conn: Any = sqlite3.connect(path + ".floor", isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.mark = "?"
+        else:
+            import psycopg
+
+            self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+            self.mark = "%s"
+        self.conn.execute("CREATE TABLE floor_tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL, "
+                          "inputs TEXT, output TEXT, owner TEXT)")
+        self.conn.execute("CREATE INDEX floor_tasks_status ON floor_tasks (status)")
+        self.conn.execute("CREATE TABLE floor_steps (id TEXT, fid INTEGER, output TEXT, "
+                          "PRIMARY KEY (id, fid))")
+
+    def sql(self, text: str) -> str:
+        return text.replace("?", self.mark)
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE" if self.backend == "sqlite" else "BEGIN")
+
+    def enqueue_one(self, ids: list[str]) -> float:
+        ins = self.sql("INSERT INTO floor_tasks (id, status, inputs) VALUES (?, 'ENQUEUED', ?)")
+        t = time.perf_counter()
+        for i in ids:
+            self.conn.execute(ins, (i, '{"args":[1],"kwargs":{}}'))
+        return time.perf_counter() - t
+
+    def enqueue_bulk(self, ids: list[str], batch: int) -> float:
+        ins = self.sql("INSERT INTO floor_tasks (id, status, inputs) VALUES (?, 'ENQUEUED', ?)")
+        t = time.perf_counter()
+        for start in range(0, len(ids), batch):
+            self.begin()
+            cur = self.conn.cursor()
+            cur.executemany(ins, [(i, '{"args":[1],"kwargs":{}}') for i in ids[start:start + batch]])
+            self.conn.execute("COMMIT")
+        return time.perf_counter() - t
+
+    def drain(self, batch: int) -> tuple[int, float]:
+        claim = self.sql(
+            "UPDATE floor_tasks SET status = 'PENDING', owner = 'me' WHERE id IN "
+            "(SELECT id FROM floor_tasks WHERE status = 'ENQUEUED' LIMIT ?) RETURNING id")
+        step = self.sql("INSERT INTO floor_steps (id, fid, output) VALUES (?, 0, '2')")
+        done = self.sql("UPDATE floor_tasks SET status = 'SUCCESS', output = '2' WHERE id = ?")
+        n = 0
+        t = time.perf_counter()
+        while True:
+            self.begin()
+            ids = [r[0] for r in self.conn.execute(claim, (batch,)).fetchall()]
+            self.conn.execute("COMMIT")
+            if not ids:
+                break
+            for i in ids:
+                self.conn.execute(step, (i,))
+                self.conn.execute(done, (i,))
+            n += len(ids)
+        return n, time.perf_counter() - t
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# --- relos -----------------------------------------------------------------------------
+
+
+def launch(url: str, listen: bool) -> None:
+    DBOS.destroy()
+    DBOS.listen_queues(["bench.queue"] if listen else [])
+    DBOS(config={"system_database_url": url, "log_level": "WARNING"})
+    DBOS.launch()
+
+
+def count_status(url: str, status: str) -> int:
+    from relos.store import open_store
+
+    store = open_store(url)
+    try:
+        return int(store._one(f"SELECT COUNT(*) FROM {store.prefix}workflow_status "
+                              f"WHERE status = {store._ph('s')}", {"s": status})[0])
+    finally:
+        store.close()
+
+
+def measure(backend: str, tasks: int, batch: int, one_at_a_time: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend, "tasks": tasks, "batch": batch}
+    with database(backend) as url:
+        launch(url, listen=False)  # enqueue only: nothing dequeues yet
+        t = time.perf_counter()
+        for i in range(one_at_a_time):
+            bench_queue.enqueue(tiny_task, i)
+        out["enqueue_one_per_s"] = one_at_a_time / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for start in range(0, tasks, batch):
+            bench_queue.enqueue_many(tiny_task, [(i,) for i in range(start,
+                                                                   min(tasks, start + batch))])
+        out["enqueue_bulk_per_s"] = tasks / (time.perf_counter() - t)
+        DBOS.destroy()
+
+        total = tasks + one_at_a_time
+        t = time.perf_counter()
+        launch(url, listen=True)
+        while (done := count_status(url, "SUCCESS")) < total:
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - t
+        DBOS.destroy()
+        out["drain_per_s"] = done / elapsed
+
+        raw = Raw(backend, url)
+        try:
+            ids = [uuid.uuid4().hex for _ in range(one_at_a_time)]
+            out["floor_enqueue_one_per_s"] = one_at_a_time / raw.enqueue_one(ids)
+            ids = [uuid.uuid4().hex for _ in range(tasks)]
+            out["floor_enqueue_bulk_per_s"] = tasks / raw.enqueue_bulk(ids, batch)
+            n, secs = raw.drain(batch)
+            out["floor_drain_per_s"] = n / secs
+        finally:
+            raw.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--tasks", type=int, default=5000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--one-at-a-time", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    results = [measure(b, args.tasks, args.batch, args.one_at_a_time) for b in backends]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    fmt: Callable[[float], str] = lambda v: f"{v:,.0f}"  # noqa: E731
+    print(f"{'backend':10} {'measure':22} {'relos /s':>12} {'floor /s':>12} {'relos/floor':>12}")
+    for r in results:
+        for label, key in (("enqueue one at a time", "enqueue_one_per_s"),
+                           (f"enqueue bulk ({r['batch']})", "enqueue_bulk_per_s"),
+                           ("drain 1-step tasks", "drain_per_s")):
+            relos, floor = r[key], r["floor_" + key]
+            print(f"{r['backend']:10} {label:22} {fmt(relos):>12} {fmt(floor):>12} "
+                  f"{relos / floor:>12.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
