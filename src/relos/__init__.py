@@ -27,6 +27,7 @@ from relos.errors import (
     QueueDeduplicatedError,
     RecordedError,
     RelosError,
+    ScheduleNotFoundError,
     SerializationError,
     WorkflowCancelledError,
     WorkflowConflictError,
@@ -35,6 +36,7 @@ from relos.errors import (
 from relos.queues import Queue, SetEnqueueOptions
 from relos.runtime.context import SetWorkflowID, SetWorkflowTimeout
 from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
+from relos.schedules import ScheduleInfo
 from relos.store.base import (
     CANCELLED,
     DELAYED,
@@ -51,6 +53,8 @@ __all__ = [
     "Queue",
     "SetEnqueueOptions",
     "QueueDeduplicatedError",
+    "ScheduleInfo",
+    "ScheduleNotFoundError",
     "DELAYED",
     "SetWorkflowID",
     "SetWorkflowTimeout",

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from relos import errors
 from relos import queues as queues_mod
+from relos import schedules as schedules_mod
 from relos.config import Config, load_config
 from relos.queues import Queue, queue_row
 from relos.runtime import comm, context, management, registry, steps, transactions
@@ -24,6 +25,7 @@ from relos.runtime import workflow as wf
 from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from relos.runtime.registry import RetryPolicy, StepInfo, WorkflowInfo
 from relos.runtime.runtime import Runtime
+from relos.store.base import ScheduleRow
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -199,6 +201,35 @@ class DBOS:
 
             run.__relos_workflow__ = info  # type: ignore[attr-defined]
             return run  # type: ignore[return-value]
+
+        return decorate
+
+    @staticmethod
+    def scheduled(cron: str, *, missed_tick_policy: str = "skip") -> Callable[[F], F]:
+        """Start the decorated workflow at every tick of ``cron`` (UTC; 5 fields,
+        or 6 with seconds first), as ``fn(scheduled_time, actual_time)``. Put it
+        above ``@DBOS.workflow()``. The schedule is named after the workflow and
+        stored in the database at launch; ``missed_tick_policy`` is ``"skip"``
+        or ``"backfill"`` (see :func:`relos.schedules.plan`)."""
+        spec = schedules_mod.parse_cron(cron)
+        policy = schedules_mod.check_policy(missed_tick_policy)
+
+        def decorate(func: F) -> F:
+            if not isinstance(getattr(func, "__relos_workflow__", None), WorkflowInfo):
+                raise errors.ConfigError(
+                    f"@DBOS.scheduled({cron!r}) decorates "
+                    f"{getattr(func, '__qualname__', func)!r}, which is not a workflow: put "
+                    f"@DBOS.scheduled(...) above @DBOS.workflow()"
+                )
+            info = _workflow_info(func)
+            schedules_mod.check_signature(info.func, f"workflow {info.name!r}")
+            schedules_mod.declare(info.name, info.name, spec.expression, policy)
+            if _runtime is not None and _runtime.launched:
+                now = _now_ms()
+                _runtime.store.save_schedule(replace(
+                    schedules_mod.declared()[info.name], last_tick_epoch_ms=now,
+                    created_at=now, updated_at=now))
+            return func
 
         return decorate
 
@@ -462,6 +493,94 @@ class DBOS:
         """Delete workflows finished before the cutoff, with their history."""
         return _rt().store.garbage_collect(int(cutoff_epoch_timestamp_ms))
 
+    # --- schedules --------------------------------------------------------------------
+
+    @staticmethod
+    def create_schedule(name: str, workflow_fn: Callable[..., Any], cron: str, *,
+                        missed_tick_policy: str = "skip") -> schedules_mod.ScheduleInfo:
+        """Create (or redefine) a schedule at run time, for every executor: it
+        fires the first tick after now. Redefining keeps its paused state and
+        cursor."""
+        schedules_mod.check_schedule_name(name)
+        spec = schedules_mod.parse_cron(cron)
+        policy = schedules_mod.check_policy(missed_tick_policy)
+        info = _workflow_info(workflow_fn)
+        schedules_mod.check_signature(info.func, f"workflow {info.name!r}")
+        rt = _rt()
+        now = _now_ms()
+        saved = rt.store.save_schedule(ScheduleRow(
+            name=name, workflow_name=info.name, cron=spec.expression, last_tick_epoch_ms=now,
+            missed_tick_policy=policy, defined_by="runtime", created_at=now, updated_at=now))
+        return schedules_mod.info_of(saved)
+
+    @staticmethod
+    def list_schedules() -> list[schedules_mod.ScheduleInfo]:
+        return [schedules_mod.info_of(r) for r in _rt().store.get_schedules()]
+
+    @staticmethod
+    def get_schedule(name: str) -> schedules_mod.ScheduleInfo:
+        """The schedule; ScheduleNotFoundError when there is none by that name."""
+        return schedules_mod.info_of(_schedule_row(name))
+
+    @staticmethod
+    def pause_schedule(name: str) -> None:
+        """Stop firing the schedule (in every executor, within about a second)."""
+        if not _rt().store.set_schedule_paused(name, True, _now_ms()):
+            raise errors.ScheduleNotFoundError(name)
+
+    @staticmethod
+    def resume_schedule(name: str) -> None:
+        """Fire the schedule again from its next tick; ticks that passed while it
+        was paused are not fired, whatever its missed-tick policy."""
+        if not _rt().store.set_schedule_paused(name, False, _now_ms()):
+            raise errors.ScheduleNotFoundError(name)
+
+    @staticmethod
+    def delete_schedule(name: str) -> None:
+        """Delete the schedule (its workflows stay). A schedule declared with
+        @DBOS.scheduled is written again at the next launch of that code."""
+        if not _rt().store.delete_schedule(name):
+            raise errors.ScheduleNotFoundError(name)
+
+    @staticmethod
+    def trigger_schedule(name: str) -> WorkflowHandle[Any]:
+        """Start the schedule's workflow once now (scheduled_time = now), outside
+        its ticks; the ID is ``sched:<name>:trigger:<uuid>`` unless SetWorkflowID
+        gives one."""
+        import uuid
+
+        from relos.runtime.scheduler import start_tick
+
+        rt = _rt()
+        row = _schedule_row(name)
+        info = registry.get_workflow(row.workflow_name)
+        wid = context.take_next_workflow_id() or f"sched:{name}:trigger:{uuid.uuid4().hex}"
+        return WorkflowHandle(rt, start_tick(rt, info, name, _now_ms(), wid))
+
+    @staticmethod
+    def backfill_schedule(name: str, start: Any, end: Any) -> list[WorkflowHandle[Any]]:
+        """Start the schedule's workflow for every tick in [start, end)
+        (datetimes, naive meaning UTC, or epoch ms), oldest first, each exactly
+        once: a tick already started (by the scheduler or an earlier backfill)
+        is not started again, and its handle is returned. At most
+        ``relos.schedules.BACKFILL_MAX_TICKS`` (10000) ticks per call."""
+        from relos.runtime.scheduler import start_tick
+
+        rt = _rt()
+        row = _schedule_row(name)
+        info = registry.get_workflow(row.workflow_name)
+        lo = schedules_mod.to_epoch_ms(start, "start")
+        hi = schedules_mod.to_epoch_ms(end, "end")
+        ticks = schedules_mod.parse_cron(row.cron).ticks(
+            lo - 1, hi - 1, schedules_mod.BACKFILL_MAX_TICKS + 1)
+        if len(ticks) > schedules_mod.BACKFILL_MAX_TICKS:
+            raise errors.ConfigError(
+                f"backfilling schedule {name!r} from {start} to {end} would start more than "
+                f"{schedules_mod.BACKFILL_MAX_TICKS} workflows: backfill a shorter range at "
+                f"a time"
+            )
+        return [WorkflowHandle(rt, start_tick(rt, info, name, t)) for t in ticks]
+
     # --- context ----------------------------------------------------------------------
 
     @classproperty
@@ -498,6 +617,19 @@ class DBOS:
     @classproperty
     def config(cls) -> Config | None:
         return _instance._config if _instance else None
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _schedule_row(name: str) -> ScheduleRow:
+    found = _rt().store.get_schedules([name])
+    if not found:
+        raise errors.ScheduleNotFoundError(name)
+    return found[0]
 
 
 def _carry_next_id(fn: Callable[..., T]) -> Callable[..., T]:

@@ -182,3 +182,18 @@ class QueueDeduplicatedError(RelosError):
         self.deduplication_id = deduplication_id
         self.existing_id = existing_id
         self.__relos_init_args__ = (queue_name, deduplication_id, existing_id)
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+class ScheduleNotFoundError(RelosError, LookupError):
+    """A schedule name was given that the database does not know."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no schedule named {name!r}: check the name (`relos schedule list` shows the "
+            f"known ones)"
+        )
+        self.name = name
+        self.__relos_init_args__: tuple[object, ...] = (name,)

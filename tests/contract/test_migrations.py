@@ -26,10 +26,12 @@ from relos.store import open_store, parse_url
 from relos.store.base import (
     EXECUTOR_COLUMNS,
     QUEUE_COLUMNS,
+    SCHEDULE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     ExecutorRow,
     QueueRow,
+    ScheduleRow,
     StepRow,
     WorkflowRow,
 )
@@ -37,7 +39,7 @@ from relos.store.base import (
 EXPECTED_TABLES = {
     "migrations", "workflow_status", "operation_outputs", "workflow_status_history",
     "notifications", "workflow_events", "workflow_events_history", "streams", "executors",
-    "queues",
+    "queues", "schedules",
 }
 #: Table -> the dataclass whose fields are exactly its columns.
 ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -45,6 +47,7 @@ ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
     "operation_outputs": (StepRow, STEP_COLUMNS),
     "executors": (ExecutorRow, EXECUTOR_COLUMNS),
     "queues": (QueueRow, QUEUE_COLUMNS),
+    "schedules": (ScheduleRow, SCHEDULE_COLUMNS),
 }
 
 
@@ -124,6 +127,8 @@ def test_every_named_query_compiles_against_the_schema(backend, db_url, store):
                    new_id="x", start_step=2, message_id="m", destination_id="w", topic="t",
                    message="msg", sender_workflow_id=None, key="k", value="v", closed=0,
                    from_position=0)
+    samples.update(vars(ScheduleRow("s", "w", "* * * * *", 1)), paused=0,
+                   expected_last_tick=1, new_last_tick=2)
     queries: dict[str, str] = store.q
     assert len(queries) >= 20, sorted(queries)
     pattern = r"%\((\w+)\)s" if backend == "postgres" else r"(?<![:\w]):([a-z_][a-z0-9_]*)"

@@ -7,6 +7,7 @@
     relos workflow list        # inspect and operate on workflows
     relos workflow get|steps|cancel|resume|fork ...
     relos queue list           # queues, their limits and depths
+    relos schedule list        # cron schedules; get|pause|resume|delete|trigger|backfill
     relos executors            # the executor processes, live and dead
 
 Every command takes ``--database-url`` (or RELOS_SYSTEM_DATABASE_URL); without
@@ -26,6 +27,7 @@ from relos.cli.demo import demo
 from relos.cli.executors import executors
 from relos.cli.migrate import migrate
 from relos.cli.queue import queue
+from relos.cli.schedule import schedule
 from relos.cli.workflow import workflow
 
 
@@ -58,6 +60,7 @@ main.add_command(demo)
 main.add_command(migrate)
 main.add_command(workflow)
 main.add_command(queue)
+main.add_command(schedule)
 main.add_command(executors)
 
 __all__ = ["main"]

@@ -111,6 +111,18 @@ class Runtime:
         self._spawn(self._maintenance, "relos-maintenance")
         self._spawn(self.recover_pending, "relos-recovery")
         self._spawn(lambda: runner.run(self._stop), "relos-queues")
+        self._start_scheduler(now)
+
+    def _start_scheduler(self, now: int) -> None:
+        """Write the schedules declared in code, then run the scheduler thread."""
+        from relos import schedules
+        from relos.runtime.scheduler import Scheduler
+
+        for row in schedules.declared().values():
+            self.store.save_schedule(replace(row, last_tick_epoch_ms=now, created_at=now,
+                                             updated_at=now))
+        scheduler = Scheduler(self)
+        self._spawn(lambda: scheduler.run(self._stop), "relos-scheduler")
 
     def _spawn(self, target: Callable[[], Any], name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

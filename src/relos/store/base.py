@@ -130,6 +130,28 @@ QUEUE_COLUMNS: tuple[str, ...] = tuple(QueueRow.__dataclass_fields__)
 
 
 @dataclass
+class ScheduleRow:
+    """One row of ``schedules``: a cron schedule that starts a workflow."""
+
+    name: str
+    workflow_name: str
+    cron: str
+    #: The cursor: every tick at or before it was fired (or skipped by policy).
+    last_tick_epoch_ms: int
+    paused: bool = False
+    #: ``skip`` or ``backfill``: what happens to ticks missed while no executor ran.
+    missed_tick_policy: str = "skip"
+    #: ``code`` (@DBOS.scheduled) or ``runtime`` (DBOS.create_schedule); a
+    #: runtime row is not overwritten from code.
+    defined_by: str = "code"
+    created_at: int = 0
+    updated_at: int = 0
+
+
+SCHEDULE_COLUMNS: tuple[str, ...] = tuple(ScheduleRow.__dataclass_fields__)
+
+
+@dataclass
 class ListFilter:
     """Filters for :meth:`SystemStore.list_workflows`; ``None`` means "any"."""
 
@@ -395,6 +417,40 @@ class SystemStore(abc.ABC):
     def queue_depths(self) -> dict[str, dict[str, int]]:
         """For each queue name: the number of its workflows per unfinished
         status (ENQUEUED, DELAYED, PENDING)."""
+
+    # --- schedules --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def save_schedule(self, row: ScheduleRow) -> ScheduleRow:
+        """Insert a schedule, or update an existing one's definition
+        (``workflow_name``, ``cron``, ``missed_tick_policy``, ``defined_by``,
+        ``updated_at``), and return the stored row. An update never changes
+        ``paused``, ``last_tick_epoch_ms`` or ``created_at``. A row from code
+        (``defined_by='code'``) does not replace one set at run time; a
+        run-time row replaces anything. One statement and a read."""
+
+    @abc.abstractmethod
+    def get_schedules(self, names: list[str] | None = None) -> list[ScheduleRow]:
+        """Stored schedules, all of them or those named, ordered by name."""
+
+    @abc.abstractmethod
+    def set_schedule_paused(self, name: str, paused: bool, now: int) -> bool:
+        """Pause or resume a schedule. Resuming a paused schedule also moves
+        its cursor up to ``now`` (if behind), so ticks that passed while it
+        was paused are never fired. One statement. Returns False when no
+        schedule has that name."""
+
+    @abc.abstractmethod
+    def delete_schedule(self, name: str) -> bool:
+        """Delete the schedule (its workflows stay). Returns whether it existed."""
+
+    @abc.abstractmethod
+    def advance_schedule(self, name: str, expected_last_tick: int, new_last_tick: int,
+                         now: int) -> bool:
+        """Compare-and-swap the cursor from ``expected_last_tick`` to
+        ``new_last_tick`` (which must be larger). Of concurrent calls with the
+        same expected value exactly one succeeds; returns whether this one did
+        (False also when the schedule is gone)."""
 
     # --- retention --------------------------------------------------------------------
 

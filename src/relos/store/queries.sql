@@ -163,3 +163,29 @@ WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
 UPDATE {p}workflow_status SET status = 'ENQUEUED', owner = NULL, updated_at = :now
 WHERE workflow_id = :workflow_id AND status = 'PENDING' AND queue_name IS NOT NULL
   AND COALESCE(owner, '') = COALESCE(CAST(:expected_owner AS TEXT), '')
+
+-- name: save_schedule
+INSERT INTO {p}schedules ({schedule_columns}) VALUES ({schedule_params})
+ON CONFLICT (name) DO UPDATE
+SET workflow_name = excluded.workflow_name, cron = excluded.cron,
+    missed_tick_policy = excluded.missed_tick_policy, defined_by = excluded.defined_by,
+    updated_at = excluded.updated_at
+WHERE excluded.defined_by = 'runtime' OR schedules.defined_by = 'code'
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM {p}schedules WHERE name = :name
+
+-- name: set_schedule_paused
+UPDATE {p}schedules
+SET last_tick_epoch_ms = CASE WHEN paused = 1 AND :paused = 0 AND last_tick_epoch_ms < :now
+                              THEN :now ELSE last_tick_epoch_ms END,
+    paused = :paused, updated_at = :now
+WHERE name = :name
+
+-- name: delete_schedule
+DELETE FROM {p}schedules WHERE name = :name
+
+-- name: advance_schedule
+UPDATE {p}schedules SET last_tick_epoch_ms = :new_last_tick, updated_at = :now
+WHERE name = :name AND last_tick_epoch_ms = :expected_last_tick
+  AND :new_last_tick > :expected_last_tick

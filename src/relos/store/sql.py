@@ -31,10 +31,11 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from relos import errors
-from relos.store import base, queue_sql
+from relos.store import base, queue_sql, schedule_sql
 from relos.store.base import (
     EXECUTOR_COLUMNS,
     QUEUE_COLUMNS,
+    SCHEDULE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
     ExecutorRow,
@@ -102,6 +103,8 @@ def load_queries(backend: str, prefix: str, paramstyle: str) -> dict[str, str]:
         "executor_params": ", ".join(f":{c}" for c in EXECUTOR_COLUMNS),
         "queue_columns": ", ".join(QUEUE_COLUMNS),
         "queue_params": ", ".join(f":{c}" for c in QUEUE_COLUMNS),
+        "schedule_columns": ", ".join(SCHEDULE_COLUMNS),
+        "schedule_params": ", ".join(f":{c}" for c in SCHEDULE_COLUMNS),
     }
     shared: dict[str, str] = {}
     specific: dict[str, str] = {}
@@ -513,6 +516,24 @@ class SQLStore(base.SystemStore):
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
         return queue_sql.queue_depths(self)
+
+    # --- schedules (SQL in schedule_sql.py) ------------------------------------------------
+
+    def save_schedule(self, row: base.ScheduleRow) -> base.ScheduleRow:
+        return schedule_sql.save_schedule(self, row)
+
+    def get_schedules(self, names: list[str] | None = None) -> list[base.ScheduleRow]:
+        return schedule_sql.get_schedules(self, names)
+
+    def set_schedule_paused(self, name: str, paused: bool, now: int) -> bool:
+        return schedule_sql.set_schedule_paused(self, name, paused, now)
+
+    def delete_schedule(self, name: str) -> bool:
+        return schedule_sql.delete_schedule(self, name)
+
+    def advance_schedule(self, name: str, expected_last_tick: int, new_last_tick: int,
+                         now: int) -> bool:
+        return schedule_sql.advance_schedule(self, name, expected_last_tick, new_last_tick, now)
 
     # --- retention --------------------------------------------------------------------
 
