@@ -39,6 +39,10 @@ class StoreError(RelosError):
     """The database refused an operation for a reason relos did not expect."""
 
 
+class StreamClosedError(StoreError):
+    """A value was written to a stream after its ``close_stream``."""
+
+
 class NotLaunchedError(RelosError):
     """A relos operation was called before ``DBOS.launch()`` (or after ``destroy``)."""
 

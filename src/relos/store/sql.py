@@ -410,21 +410,30 @@ class SQLStore(base.SystemStore):
 
     # --- messages, events, streams ------------------------------------------------------
 
+    def _write_for(self, workflow_id: str, work: Callable[[Any], Any],
+                   step: StepRow | None) -> None:
+        """Run ``work(conn)`` and record ``step`` (if any) in one transaction; a
+        write refused because the workflow does not exist becomes
+        NonExistentWorkflowError."""
+        try:
+            with self._errors(), self._tx() as conn:
+                work(conn)
+                if step is not None:
+                    self.record_step_in(conn, step)
+        except errors.StoreError as exc:
+            if not isinstance(exc, errors.StreamClosedError) and \
+                    self.get_workflow(workflow_id) is None:
+                raise errors.NonExistentWorkflowError(workflow_id) from exc
+            raise
+
     def send(
         self, destination_id: str, topic: str, message: str, message_id: str,
         sender_workflow_id: str | None, now: int, step: StepRow | None,
     ) -> None:
         params = {"message_id": message_id, "destination_id": destination_id, "topic": topic,
                   "message": message, "sender_workflow_id": sender_workflow_id, "now": now}
-        try:
-            with self._errors(), self._tx() as conn:
-                conn.execute(self.q["insert_message"], params)
-                if step is not None:
-                    self.record_step_in(conn, step)
-        except errors.StoreError as exc:
-            if self.get_workflow(destination_id) is None:
-                raise errors.NonExistentWorkflowError(destination_id) from exc
-            raise
+        self._write_for(destination_id,
+                        lambda conn: conn.execute(self.q["insert_message"], params), step)
 
     def recv(self, destination_id: str, topic: str, step: StepRow, now: int) -> str | None:
         params = {"destination_id": destination_id, "topic": topic, "now": now,
@@ -443,15 +452,8 @@ class SQLStore(base.SystemStore):
     ) -> None:
         params = {"workflow_id": workflow_id, "key": key, "value": value, "now": now,
                   "function_id": step.function_id if step else function_id}
-        try:
-            with self._errors(), self._tx() as conn:
-                conn.execute(self.q["set_event"], params)
-                if step is not None:
-                    self.record_step_in(conn, step)
-        except errors.StoreError as exc:
-            if self.get_workflow(workflow_id) is None:
-                raise errors.NonExistentWorkflowError(workflow_id) from exc
-            raise
+        self._write_for(workflow_id,
+                        lambda conn: conn.execute(self.q["set_event"], params), step)
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
         st = self.st["get_event"]
@@ -468,23 +470,19 @@ class SQLStore(base.SystemStore):
     ) -> None:
         params = {"workflow_id": workflow_id, "key": key, "value": value,
                   "closed": 1 if closed else 0, "now": now, "function_id": function_id}
-        try:
-            with self._errors(), self._tx() as conn:
-                # Writers to one workflow's streams take turns (the next position
-                # is read from the table), so none can collide or pass a close.
-                conn.execute(self.q["lock_workflow"], params)
-                if conn.execute(self.q["stream_closed"], params).fetchone() is not None:
-                    raise errors.StoreError(
-                        f"stream {key!r} of workflow {workflow_id!r} is closed: nothing can "
-                        f"be written to it after close_stream"
-                    )
-                conn.execute(self.q["append_stream"], params)
-                if step is not None:
-                    self.record_step_in(conn, step)
-        except errors.StoreError as exc:
-            if "is closed" not in str(exc) and self.get_workflow(workflow_id) is None:
-                raise errors.NonExistentWorkflowError(workflow_id) from exc
-            raise
+
+        def append(conn: Any) -> None:
+            # Writers to one workflow's streams take turns (the next position is
+            # read from the table), so none can collide or pass a close.
+            conn.execute(self.q["lock_workflow"], params)
+            if conn.execute(self.q["stream_closed"], params).fetchone() is not None:
+                raise errors.StreamClosedError(
+                    f"stream {key!r} of workflow {workflow_id!r} is closed: nothing can "
+                    f"be written to it after close_stream"
+                )
+            conn.execute(self.q["append_stream"], params)
+
+        self._write_for(workflow_id, append, step)
 
     def read_stream(
         self, workflow_id: str, key: str, from_position: int
