@@ -117,9 +117,10 @@ class DBOS:
     def destroy(cls, *, destroy_registry: bool = False) -> None:
         """Stop this process's runtime. Unfinished workflows stay PENDING and are
         recovered by the next launch (of this or another process)."""
-        global _runtime, _instance
+        global _runtime, _instance, _listen
         rt, _runtime = _runtime, None
         _instance = None
+        _listen = None  # listen_queues applies to one launch
         if rt is not None:
             rt.destroy()
         if destroy_registry:

@@ -21,6 +21,7 @@ The limits are stored in the database (table ``queues``) at launch, and
 from __future__ import annotations
 
 import contextvars
+import math
 import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -35,15 +36,20 @@ if TYPE_CHECKING:
 
 _queues: dict[str, Queue] = {}
 _lock = threading.Lock()
+#: The longest delay or limiter period accepted (about 31 years): beyond it the
+#: times in milliseconds would not fit the database's 64-bit integers.
+_MAX_SECONDS = 1e9
+#: The largest limit: the database stores limits as 32-bit integers.
+_MAX_INT = 2**31 - 1
 
 
 def _positive_int(value: Any, what: str, queue: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_INT:
         raise errors.ConfigError(
             f"queue {queue!r}: {what} must be a whole number >= 1 (or None for no limit), "
-            f"not {value!r}"
+            f"at most {_MAX_INT}, not {value!r}"
         )
     return value
 
@@ -71,12 +77,14 @@ def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int
             )
         rate_limit = _positive_int(limiter["limit"], "limiter['limit']", name)
         period = limiter["period"]
-        if not isinstance(period, (int, float)) or isinstance(period, bool) or period <= 0:
+        if not isinstance(period, (int, float)) or isinstance(period, bool) \
+                or not math.isfinite(period) or period <= 0 or period > _MAX_SECONDS:
             raise errors.ConfigError(
                 f"queue {name!r}: limiter['period'] must be a positive number of seconds, "
                 f"not {period!r}"
             )
-        rate_period_ms = int(period * 1000)
+        # At least 1 ms: a period rounded down to 0 would switch the limit off.
+        rate_period_ms = max(1, round(period * 1000))
     return QueueRow(name, concurrency, worker_concurrency, rate_limit, rate_period_ms,
                     bool(priority_enabled), bool(partition_queue), defined_by)
 
@@ -92,6 +100,13 @@ class Queue:
         self.name = name
         with _lock:
             _queues[name] = self
+        from relos import dbos
+
+        rt = dbos._runtime
+        if rt is not None and rt.launched:
+            # Defined after the launch: the dequeuer listens to it from now on
+            # (and stores its row; see QueueRunner.settings).
+            rt.notifier.notify("queues", "*")
 
     # The limits as currently known here (the database's copy wins at run time).
     @property
@@ -125,15 +140,22 @@ class Queue:
     async def enqueue_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any
                             ) -> WorkflowHandleAsync[Any]:
         from relos.dbos import _rt, _workflow_info
-        from relos.runtime import queueing
+        from relos.runtime import context, queueing
         from relos.runtime.handles import WorkflowHandleAsync
 
         rt = _rt()
         info = _workflow_info(func)
         options = current_options()
-        ctx = contextvars.copy_context()
-        [wid] = await rt.run_blocking(
-            lambda: ctx.run(queueing.enqueue, rt, info, self, [(args, kwargs)], options))
+        # run_blocking runs in a copy of this context: take the SetWorkflowID ID
+        # here, so it names this workflow only (as enqueue does), not every later one.
+        given_id = context.take_next_workflow_id()
+
+        def call() -> list[str]:
+            if given_id is not None:
+                context._next_workflow_id.set(given_id)
+            return queueing.enqueue(rt, info, self, [(args, kwargs)], options)
+
+        [wid] = await rt.run_blocking(call)
         return WorkflowHandleAsync(rt, wid)
 
     def enqueue_many(self, func: Callable[..., Any], calls: Iterable[Any]
@@ -219,9 +241,10 @@ class SetEnqueueOptions:
                 f"priority must be a whole number from 0 (first) to 2147483647, not {priority!r}")
         if delay_seconds is not None and (
                 not isinstance(delay_seconds, (int, float)) or isinstance(delay_seconds, bool)
-                or delay_seconds < 0 or delay_seconds != delay_seconds):
+                or not math.isfinite(delay_seconds) or not 0 <= delay_seconds <= _MAX_SECONDS):
             raise errors.ConfigError(
-                f"delay_seconds must be a number of seconds >= 0, not {delay_seconds!r}")
+                f"delay_seconds must be a number of seconds >= 0 (at most {_MAX_SECONDS:.0e}), "
+                f"not {delay_seconds!r}")
         if queue_partition_key is not None and not isinstance(queue_partition_key, str):
             raise errors.ConfigError("queue_partition_key must be a string")
         self.options = EnqueueOptions(deduplication_id, priority, delay_seconds,

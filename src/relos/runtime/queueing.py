@@ -7,18 +7,21 @@ workflow, the enqueue is also a step of the caller, so a replay gets the same
 workflow IDs back without enqueueing again.
 
 The :class:`QueueRunner` thread of each executor claims work from the queues
-it listens to, fairly (it starts each round at the next queue), as many
-workflows per transaction as this process has room for under the queue's
-``worker_concurrency`` and its free workflow threads.
+it listens to, fairly (round robin: each round starts after the queue served
+first in the previous round), as many workflows per transaction as this
+process has room for under the queue's ``worker_concurrency`` and its free
+workflow threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, queues, serialization
@@ -65,11 +68,13 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
     given_id = context.take_next_workflow_id()
     timeout = context.next_timeout()
     step_fid: int | None = None
+    step_name = "DBOS.enqueue" if len(calls) == 1 else "DBOS.enqueueMany"
     if parent is not None:
         step_fid = parent.next_function_id()
-        name = "DBOS.enqueue" if len(calls) == 1 else "DBOS.enqueueMany"
-        rec = parent.replayed(step_fid, name)
-        if rec is not None:  # replay: these workflows were enqueued before
+        rec = parent.replayed(step_fid, step_name)
+        if rec is not None:  # replay: these workflows were enqueued (or refused) before
+            if rec.error is not None:
+                raise serialization.deserialize_exception(rt.serializer, rec.error)
             return list(rt.serializer.loads(rec.output or "[]"))
     now = _now()
     rows: list[WorkflowRow] = []
@@ -97,13 +102,20 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         ))
     ids = [r.workflow_id for r in rows]
     step = None
-    if parent is not None and step_fid is not None:
-        name = "DBOS.enqueue" if len(calls) == 1 else "DBOS.enqueueMany"
-        step = StepRow(parent.workflow_id, step_fid, name, name, rt.serializer.dumps(ids), None,
-                       now, now, child_workflow_id=ids[0] if len(ids) == 1 else None,
+    # With a deduplication ID the outcome (this workflow, the one holding the
+    # ID, or a refusal) is known only after the insert, and the parent's step
+    # must record that outcome for a replay to see the same: record it after.
+    # Should the process die in between, the replay enqueues again under the
+    # same (derived) ID, which is idempotent.
+    record_after = parent is not None and opts.deduplication_id is not None
+    if parent is not None and step_fid is not None and not record_after:
+        step = StepRow(parent.workflow_id, step_fid, step_name, step_name,
+                       rt.serializer.dumps(ids), None, now, now,
+                       child_workflow_id=ids[0] if len(ids) == 1 else None,
                        executor_id=rt.config.executor_id)
     results = rt.store.enqueue(rows, step)
     rt.notifier.notify("queues", queue.name)
+    refused: errors.QueueDeduplicatedError | None = None
     for i, (row, existing) in enumerate(zip(rows, results, strict=True)):
         if existing is None:
             continue
@@ -116,8 +128,17 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         if opts.return_existing:
             ids[i] = existing.workflow_id
             continue
-        raise errors.QueueDeduplicatedError(queue.name, str(row.deduplication_id),
-                                            existing.workflow_id)
+        refused = errors.QueueDeduplicatedError(queue.name, str(row.deduplication_id),
+                                                existing.workflow_id)
+    if record_after and parent is not None and step_fid is not None:
+        rt.store.record_step(StepRow(
+            parent.workflow_id, step_fid, step_name, step_name,
+            None if refused else rt.serializer.dumps(ids),
+            serialization.serialize_exception(rt.serializer, refused) if refused else None,
+            now, _now(), child_workflow_id=None if refused else ids[0],
+            executor_id=rt.config.executor_id))
+    if refused is not None:
+        raise refused
     return ids
 
 
@@ -134,6 +155,8 @@ class QueueRunner:
         self._running: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._turn = 0
+        #: The queues served in the last round that served any.
+        self._busy: set[str] = set()
         self._settings: dict[str, QueueRow] = {}
         self._settings_at = 0.0
 
@@ -143,36 +166,83 @@ class QueueRunner:
         return sorted(queues.registered())
 
     def settings(self, name: str) -> QueueRow | None:
-        """The queue's limits, refreshed from the database at most once a second."""
-        if time.monotonic() - self._settings_at > 1.0:
-            self._settings = {q.name: q for q in self.rt.store.get_queues()}
+        """The queue's limits, refreshed from the database at most once a second
+        (and at once for a queue defined in code that the cache does not know)."""
+        if time.monotonic() - self._settings_at > 1.0 or (
+                name not in self._settings and queues.get(name) is not None):
+            found = {q.name: q for q in self.rt.store.get_queues()}
+            # A Queue defined in code after the launch has no row yet: store it
+            # (a row set at run time is kept: save_queue does not overwrite it).
+            for qname, queue in queues.registered().items():
+                if qname not in found:
+                    found[qname] = self.rt.store.save_queue(
+                        replace(queue.row, updated_at=_now()))
+            self._settings = found
             self._settings_at = time.monotonic()
-        return self._settings.get(name)
+        stored = self._settings.get(name)
+        # DBOS.register_queue in this process keeps the row it stored on the
+        # Queue: a newer one than the cached row applies at once, not a second later.
+        local = queues.get(name)
+        if local is not None and local.row.updated_at > (stored.updated_at if stored else 0):
+            return local.row
+        return stored
 
     def run(self, stop: threading.Event) -> None:
         rt = self.rt
         while not stop.is_set():
             names = self.listened()
-            claimed_any = False
-            try:
-                for i in range(len(names)):
-                    name = names[(self._turn + i) % len(names)]
-                    claimed_any |= self._poll(name)
-                self._turn += 1
-            except errors.RelosError as exc:
-                if not stop.is_set():
-                    logger.warning("dequeue failed: %s", exc)
-            if claimed_any:
-                continue
             keys = [("queues", n) for n in names] + [("queues", "*")]
-            rt.notifier.wait(keys, rt.poll_interval)
+            # Subscribed before each round reads the database, so an enqueue
+            # announced while a round runs is not lost until the next poll.
+            with rt.notifier.subscribe(keys) as woke:
+                while not stop.is_set() and self.listened() == names:
+                    woke.clear()
+                    try:
+                        claimed = self._round(names)
+                    except Exception as exc:  # the loop must outlive any one failure
+                        if stop.is_set():
+                            return
+                        if isinstance(exc, errors.RelosError):
+                            logger.warning("dequeue failed: %s", exc)
+                        else:
+                            logger.exception("dequeue failed")
+                        stop.wait(rt.poll_interval)
+                        continue
+                    if not claimed:
+                        woke.wait(rt.poll_interval)
 
-    def _poll(self, name: str) -> bool:
+    def _round(self, names: list[str]) -> bool:
+        """Poll every queue once; whether any workflow was claimed.
+
+        Round robin: a round starts after the queue first served in the last
+        round that served any, so queues with work take turns however many
+        empty queues lie between them (a round that finds no room or no work
+        does not move the turn). Each queue served in that round may take its
+        share of the room free now, not all of it (more frees up while the
+        round goes on, and the first queue polled would take it all)."""
+        share = max(1, -(-self.rt.free_workflow_slots() // max(1, len(self._busy))))
+        first_served = None
+        served: set[str] = set()
+        for i in range(len(names)):
+            index = (self._turn + i) % len(names)
+            if self._poll(names[index], share):
+                served.add(names[index])
+                if first_served is None:
+                    first_served = index
+        if first_served is None:
+            return False
+        self._turn = first_served + 1
+        self._busy = served
+        return True
+
+    def _poll(self, name: str, share: int) -> bool:
+        """Claim and start up to ``share`` workflows of the queue, within its
+        worker concurrency and this process's free threads."""
         rt = self.rt
         queue = self.settings(name)
         if queue is None:
             return False
-        room = rt.free_workflow_slots()
+        room = min(share, rt.free_workflow_slots())
         if queue.worker_concurrency is not None:
             with self._lock:
                 room = min(room, queue.worker_concurrency - self._running[name])
@@ -182,13 +252,22 @@ class QueueRunner:
         rows = rt.store.dequeue(queue, rt.instance_id, rt.config.executor_id, _now(), room,
                                 rt.app_version, sorted(registry.workflows()))
         for row in rows:
-            self._start(name, row)
+            try:
+                self._start(name, row)
+            except Exception:
+                # Claimed but not running here: give it back to the queue rather
+                # than leave it PENDING under an owner that is alive.
+                logger.exception("cannot start dequeued workflow %s", row.workflow_id)
+                with contextlib.suppress(errors.RelosError):
+                    rt.store.requeue(row.workflow_id, rt.instance_id, _now())
         return bool(rows)
 
     def _start(self, name: str, row: WorkflowRow) -> None:
         rt = self.rt
         try:
             info = registry.get_workflow(row.name)
+            # Only a workflow dequeued before (requeued by recovery or resume,
+            # which keeps its attempts >= 1) can have recorded steps to replay.
             start = workflow.adopt(rt, row, load_steps=row.recovery_attempts > 1)
         except errors.RelosError as exc:
             logger.error("cannot start dequeued workflow %s: %s", row.workflow_id, exc)
@@ -198,8 +277,25 @@ class QueueRunner:
             return
         with self._lock:
             self._running[name] += 1
-        start.run.future.add_done_callback(lambda _f: self._finished(name))
-        workflow.dispatch(rt, info, start)
+        # Run it as workflow.dispatch does, keeping the future of the whole run:
+        # it completes after the workflow is untracked, so when _finished wakes
+        # the dequeuer the thread the workflow used already counts as free (the
+        # workflow's own future completes just before that, too early).
+        try:
+            if info.is_async:
+                coro = workflow.execute_async(rt, info, start)
+                try:
+                    done = rt.submit_coroutine(coro)
+                except BaseException:
+                    coro.close()
+                    raise
+            else:
+                done = rt.workflow_pool.submit(workflow.execute, rt, info, start)
+        except BaseException:
+            rt.untrack(row.workflow_id)
+            self._finished(name)
+            raise
+        done.add_done_callback(lambda _f: self._finished(name))
 
     def _finished(self, name: str) -> None:
         with self._lock:

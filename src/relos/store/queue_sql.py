@@ -8,7 +8,8 @@ On PostgreSQL, rows are picked ``FOR UPDATE SKIP LOCKED`` so concurrent
 dequeuers never wait on each other's rows; when the queue has a global budget
 (concurrency or rate limit) the dequeuers of that queue also take a
 transaction-scoped advisory lock, so two of them cannot both spend the same
-budget. On SQLite the transaction holds the database's write lock throughout.
+budget. On SQLite the transaction holds the database's write lock throughout,
+so a plain read first checks that there is anything to claim.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ _ELIGIBLE = (
     "delay_until_epoch_ms <= {now})) AND (application_version IS NULL OR "
     "application_version = {version})"
 )
+# For SQLite: the condition of the partial index workflow_status_queue_idx,
+# which its planner does not infer from the OR above and needs to see to use
+# the index; without it a dequeue scans every workflow the queue ever had.
+# (PostgreSQL infers it, and the redundant term would only skew its estimates.)
+_SQLITE_INDEX_HINT = " AND status IN ('ENQUEUED', 'DELAYED')"
 
 
 def save_queue(store: SQLStore, row: QueueRow) -> QueueRow:
@@ -98,10 +104,18 @@ def dequeue(
     ph = store._ph
     if not workflow_names:
         return []
-    eligible = _ELIGIBLE.format(q=ph("queue_name"), now=ph("now"), version=ph("version"))
-    eligible += f" AND name IN ({store._in_list('fn', workflow_names, params)})"
     p = store.prefix
     postgres = store.backend == "postgres"
+    eligible = _ELIGIBLE.format(q=ph("queue_name"), now=ph("now"), version=ph("version"))
+    if not postgres:
+        eligible += _SQLITE_INDEX_HINT
+    eligible += f" AND name IN ({store._in_list('fn', workflow_names, params)})"
+    if not postgres and store._one(
+            f"SELECT 1 FROM {p}workflow_status WHERE {eligible} LIMIT 1", params) is None:
+        # Nothing to claim: spare the database's write lock, which every process
+        # polling every queue it listens to would otherwise take a few times a
+        # second, holding up the writes of running workflows.
+        return []
     claimed: list[WorkflowRow] = []
     with store._errors(), store._tx() as conn:
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
@@ -121,10 +135,16 @@ def dequeue(
             budget = min(budget, queue.rate_limit - int(started))
         partitions: list[Any] = [None]
         if queue.partitioned:
+            # Partitions in the order of their first eligible workflow (priority,
+            # then age), so a budget smaller than the partitions goes to the work
+            # that would come first in an unpartitioned queue, not always to the
+            # same partitions.
             partitions = [
                 r[0]
                 for r in conn.execute(
-                    f"SELECT DISTINCT queue_partition_key FROM {p}workflow_status WHERE {eligible}",
+                    f"SELECT queue_partition_key FROM {p}workflow_status WHERE {eligible} "
+                    f"GROUP BY queue_partition_key "
+                    f"ORDER BY MIN(priority), MIN(created_at), queue_partition_key",
                     params,
                 ).fetchall()
             ]
@@ -141,7 +161,12 @@ def dequeue(
                     else " AND queue_partition_key IS NULL"
                 )
             if queue.concurrency is not None:
-                running_where = f"queue_name = {ph('queue_name')} AND status = 'PENDING'"
+                # Counted through the (status, executor_id) index, bounded by what
+                # runs now, not through the queue's index, which holds its whole
+                # history; SQLite must be told ("+" hides queue_name from its
+                # planner), PostgreSQL's statistics make that choice.
+                qcol = "queue_name" if postgres else "+queue_name"
+                running_where = f"{qcol} = {ph('queue_name')} AND status = 'PENDING'"
                 if queue.partitioned:
                     running_where += (
                         f" AND queue_partition_key = {ph('part')}"
@@ -183,13 +208,22 @@ def dequeue(
 
 
 def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int) -> bool:
-    return (
-        store._run(
-            store.q["requeue_workflow"],
-            {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now},
-        )
-        == 1
+    # A requeued workflow may have recorded steps (it ran, or was resumed after
+    # running), and the runtime loads the steps of a dequeued workflow only when
+    # its recovery attempts exceed 1 (a fresh one has none to load): so keep the
+    # attempts at 1 or more here, as the next dequeue adds one. resume_workflow
+    # resets them to 0 before a resumed queued workflow comes back this way.
+    ph = store._ph
+    sql = (
+        f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
+        f"updated_at = {ph('now')}, recovery_attempts = CASE WHEN recovery_attempts < 1 "
+        f"THEN 1 ELSE recovery_attempts END "
+        f"WHERE workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
+        f"AND queue_name IS NOT NULL "
+        f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')"
     )
+    params = {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now}
+    return store._run(sql, params) == 1
 
 
 def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:

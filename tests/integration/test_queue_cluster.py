@@ -1,0 +1,267 @@
+"""Queues across real processes: several workers on one database (SQLite file
+or PostgreSQL), and a worker killed with SIGKILL while it runs queued
+workflows.
+
+The workers are ``queue_app.py`` processes. Every step execution appends one
+fsync'ed line (``event workflow_id pid epoch_ns``) to a log, so the tests count
+executions exactly and derive how many workflows ran at once from the step
+start and end times (one clock: every process runs on this host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relos.store import SystemStore, open_store
+from relos.store.base import SUCCESS, ListFilter
+
+pytestmark = pytest.mark.slow
+
+APP = Path(__file__).with_name("queue_app.py")
+#: How long to wait for anything the tests poll for.
+DEADLINE = 60.0
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    workflow_id: str
+    pid: int
+    at_ns: int
+
+
+class Cluster:
+    """Spawns, watches, kills and reaps the worker processes of one test."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.url = url
+        self.dir = tmp_path
+        self.log = tmp_path / "effects.log"
+        self.stop = tmp_path / "stop"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._outputs: dict[int, tuple[Path, Path]] = {}
+        self._store: SystemStore | None = None
+
+    def spawn(self, mode: str, *args: str) -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        out, err = self.dir / f"proc{n}-{mode}.out", self.dir / f"proc{n}-{mode}.err"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELOS_")}
+        cmd = [sys.executable, str(APP), self.url, mode, str(self.log)]
+        if mode == "worker":
+            cmd += ["--stop", str(self.stop)]
+        with open(out, "wb") as fout, open(err, "wb") as ferr:
+            proc = subprocess.Popen([*cmd, *args], stdout=fout, stderr=ferr, env=env,
+                                    cwd=self.dir)
+        self.procs.append(proc)
+        self._outputs[proc.pid] = (out, err)
+        return proc
+
+    def workers(self, count: int, *args: str) -> list[subprocess.Popen[bytes]]:
+        """Start ``count`` workers and wait until every one is launched."""
+        procs = [self.spawn("worker", *args) for _ in range(count)]
+        pids = {p.pid for p in procs}
+        self.wait_for(lambda: pids <= {e.pid for e in self.events("ready")},
+                      "the workers to be ready", *procs)
+        return procs
+
+    def enqueue(self, queue: str, count: int) -> list[str]:
+        """Enqueue ``count`` workflows from a separate process; their IDs."""
+        proc = self.spawn("enqueue", "--queue", queue, "--count", str(count))
+        assert proc.wait(timeout=DEADLINE) == 0, self.stderr(proc)
+        ids: list[str] = json.loads(self._outputs[proc.pid][0].read_text().splitlines()[-1])
+        assert len(ids) == count
+        return ids
+
+    def stderr(self, proc: subprocess.Popen[bytes]) -> str:
+        return self._outputs[proc.pid][1].read_text(errors="replace")
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process and reap it: when this returns it is gone for good."""
+        assert proc.poll() is None, (
+            f"process {proc.pid} exited early ({proc.returncode}):\n{self.stderr(proc)}")
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(timeout=DEADLINE) == -signal.SIGKILL
+
+    def shut_down(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        """Ask the workers to stop; each must exit cleanly."""
+        self.stop.touch()
+        for proc in procs:
+            try:
+                rc = proc.wait(timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"worker {proc.pid} did not stop:\n{self.stderr(proc)}")
+            assert rc == 0, f"worker {proc.pid} exited {rc}:\n{self.stderr(proc)}"
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._store is not None:
+            self._store.close()
+
+    # --- observation ------------------------------------------------------------------
+
+    def events(self, name: str | None = None, workflow_id: str | None = None,
+               pid: int | None = None) -> list[Event]:
+        if not self.log.exists():
+            return []
+        found = []
+        for line in self.log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) != 4:  # a line being written right now: complete it next poll
+                continue
+            ev = Event(parts[0], parts[1], int(parts[2]), int(parts[3]))
+            if ((name is None or ev.name == name)
+                    and (workflow_id is None or ev.workflow_id == workflow_id)
+                    and (pid is None or ev.pid == pid)):
+                found.append(ev)
+        return found
+
+    def wait_for(self, check: Callable[[], Any], what: str,
+                 *watch: subprocess.Popen[bytes]) -> Any:
+        """Poll ``check`` until it returns something truthy (returned), failing
+        after DEADLINE or as soon as a watched process dies."""
+        end = time.monotonic() + DEADLINE
+        while True:
+            value = check()
+            if value:
+                return value
+            for proc in watch:
+                if proc.poll() is not None:
+                    pytest.fail(f"process {proc.pid} exited ({proc.returncode}) while waiting "
+                                f"for {what}:\n{self.stderr(proc)}")
+            if time.monotonic() > end:
+                extra = "".join(f"\nstderr of {p.pid}:\n{self.stderr(p)}" for p in watch)
+                pytest.fail(f"timed out after {DEADLINE}s waiting for {what}{extra}")
+            time.sleep(0.05)
+
+    def store(self) -> SystemStore:
+        if self._store is None:
+            self._store = open_store(self.url)
+        return self._store
+
+    def succeeded(self, name: str) -> int:
+        return len(self.store().list_workflows(
+            ListFilter(name=name, status=[SUCCESS], load_values=False)))
+
+
+@pytest.fixture
+def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(db_url, tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def peak_running(starts: list[Event], ends: list[Event]) -> int:
+    """The most workflows between their start and end events at one moment."""
+    marks = sorted([(e.at_ns, 1) for e in starts] + [(e.at_ns, -1) for e in ends])
+    now = top = 0
+    for _, delta in marks:  # at equal times an end sorts before a start
+        now += delta
+        top = max(top, now)
+    return top
+
+
+# --- (a) three workers, one queue ----------------------------------------------------------
+
+
+def test_three_workers_run_each_queued_workflow_once_within_the_limit(cluster: Cluster) -> None:
+    """300 workflows on a queue with concurrency 5 (and worker concurrency 2),
+    dequeued by 3 processes."""
+    total = 300
+    workers = cluster.workers(3)
+    t0 = time.monotonic()
+    ids = cluster.enqueue("qapp_cluster", total)
+    cluster.wait_for(lambda: cluster.succeeded("qapp.cluster_wf") == total,
+                     f"all {total} workflows to succeed", *workers)
+    elapsed = time.monotonic() - t0
+    cluster.shut_down(workers)
+
+    store = cluster.store()
+    rows = store.list_workflows(ListFilter(workflow_ids=ids))
+    assert len(rows) == total
+    assert {r.status for r in rows} == {SUCCESS}
+    by_id = {r.workflow_id: r for r in rows}
+    assert [json.loads(by_id[wid].output or "null") for wid in ids] == [
+        2 * i for i in range(total)]
+    assert {r.recovery_attempts for r in rows} == {1}
+    # Each step ran exactly once, in one of the workers.
+    starts, ends = cluster.events("start"), cluster.events("end")
+    assert Counter(e.workflow_id for e in starts) == dict.fromkeys(ids, 1)
+    assert Counter(e.workflow_id for e in ends) == dict.fromkeys(ids, 1)
+    per_pid = Counter(e.pid for e in starts)
+    assert set(per_pid) == {w.pid for w in workers}, "every worker took part"
+    for pid in per_pid:
+        local = peak_running(cluster.events("start", pid=pid), cluster.events("end", pid=pid))
+        assert local <= 2, f"worker {pid} ran {local} at once (worker_concurrency 2)"
+    # The global limit held across the processes, and was used.
+    peak = peak_running(starts, ends)
+    assert 3 <= peak <= 5, f"peak of {peak} workflows running at once"
+    assert store.queue_depths().get("qapp_cluster") is None, store.queue_depths()
+    print(f"\n{cluster.url.split(':')[0]}: {total} workflows in {elapsed:.1f}s, "
+          f"peak {peak}, per worker {sorted(per_pid.values())}")
+
+
+# --- (b) a worker killed with workflows in flight ----------------------------------------------
+
+
+def test_a_killed_workers_queued_workflows_are_taken_over(cluster: Cluster) -> None:
+    total, limit = 10, 4
+    [first] = cluster.workers(1, "--hang")
+    ids = cluster.enqueue("qapp_takeover", total)
+
+    def in_flight() -> set[str]:
+        return {e.workflow_id for e in cluster.events("b-start", pid=first.pid)}
+
+    cluster.wait_for(lambda: len(in_flight()) == limit, f"{limit} workflows to be in flight",
+                     first)
+    cluster.kill(first)
+    held = in_flight()
+    assert len(held) == limit, "the queue's limit held in the first worker"
+    store = cluster.store()
+    for wid in ids:
+        recorded = set(store.load_steps(wid))
+        assert recorded == ({0} if wid in held else set()), (wid, recorded)
+        row = store.get_workflow(wid)
+        assert row is not None
+        assert row.status == ("PENDING" if wid in held else "ENQUEUED"), (wid, row.status)
+
+    [second] = cluster.workers(1)
+    cluster.wait_for(lambda: cluster.succeeded("qapp.takeover_wf") == total,
+                     "the second worker to finish every workflow", second)
+    cluster.shut_down([second])
+
+    for i, wid in enumerate(ids):
+        row = store.get_workflow(wid)
+        assert row is not None
+        assert (row.status, json.loads(row.output or "null")) == (SUCCESS, [i, 10 * i, 100 * i])
+        assert row.recovery_attempts == (2 if wid in held else 1), wid
+        # The first step was recorded before the kill: it never ran again.
+        [a] = cluster.events("a", wid)
+        assert a.pid == (first.pid if wid in held else second.pid)
+        # The second was interrupted by the kill: it ran again, once, in the new worker.
+        b_starts = [e.pid for e in cluster.events("b-start", wid)]
+        assert b_starts == ([first.pid, second.pid] if wid in held else [second.pid]), wid
+        assert [e.pid for e in cluster.events("b-end", wid)] == [second.pid]
+        assert [e.pid for e in cluster.events("c", wid)] == [second.pid]
+        assert [s.function_name for s in store.load_steps(wid).values()] == [
+            "qapp.takeover_a", "qapp.takeover_b", "qapp.takeover_c"]
+    assert store.queue_depths().get("qapp_takeover") is None, store.queue_depths()
+    # The workflows taken over went back through the queue: its limit held.
+    assert peak_running(cluster.events("b-start", pid=second.pid),
+                        cluster.events("c", pid=second.pid)) <= limit
