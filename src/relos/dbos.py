@@ -106,12 +106,15 @@ class DBOS:
         _configure_logging(_instance._config.log_level)
         rt = Runtime(_instance._config)
         rt.listen_queues = _listen
+        # Published before launch starts its threads: a workflow that recovery
+        # (or a queue, or a schedule) starts at once must find the runtime.
+        _runtime = rt
         try:
             rt.launch()
         except BaseException:
+            _runtime = None
             rt.destroy()
             raise
-        _runtime = rt
 
     @classmethod
     def destroy(cls, *, destroy_registry: bool = False) -> None:

@@ -89,3 +89,33 @@ def test_other_version_is_left_for_its_own_executors(dbos: Any, db_url: str) -> 
     # Forking onto this version is how a deploy moves such a workflow on.
     handle = DBOS.fork_workflow(wid, 0, application_version=_version())
     assert handle.get_result(timeout_seconds=20) == f"host-c:{wid}"
+
+
+def test_workflows_recovered_at_launch_find_the_runtime(db_url: str) -> None:
+    """Recovery starts workflows from a background thread while launch is still
+    returning; they must never see 'not launched' (they would stay PENDING)."""
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url})
+    DBOS.launch()
+    version = _version()
+    DBOS.destroy()
+    store = open_store(db_url)
+    ids = []
+    try:
+        now = int(time.time() * 1000)
+        for i in range(20):
+            wid = f"launch-race-{i}-{uuid.uuid4().hex[:6]}"
+            inputs = get_serializer("json").dumps({"args": [wid], "kwargs": {}})
+            assert store.insert_workflow(WorkflowRow(
+                workflow_id=wid, status=PENDING, name="takeover.work", executor_id="local",
+                created_at=now, updated_at=now, inputs=inputs, owner="gone-" + wid,
+                application_version=version)) is None
+            ids.append(wid)
+    finally:
+        store.close()
+    DBOS(config={"system_database_url": db_url})
+    DBOS.launch()
+    try:
+        assert [DBOS.retrieve_workflow(w).get_result(timeout_seconds=20) for w in ids] == ids
+    finally:
+        DBOS.destroy()
