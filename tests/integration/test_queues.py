@@ -280,7 +280,7 @@ def raw_store(db_url: str) -> Iterator[SystemStore]:
 
 @pytest.fixture
 def no_listen_filter(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DBOS.listen_queues outlives DBOS.destroy(): start and end without it."""
+    """Start and end the test with no DBOS.listen_queues filter in force."""
     monkeypatch.setattr(relos.dbos, "_listen", None)
 
 

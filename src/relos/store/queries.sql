@@ -159,11 +159,6 @@ SELECT {workflow_columns} FROM {p}workflow_status
 WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
   AND status IN ('ENQUEUED', 'DELAYED', 'PENDING')
 
--- name: requeue_workflow
-UPDATE {p}workflow_status SET status = 'ENQUEUED', owner = NULL, updated_at = :now
-WHERE workflow_id = :workflow_id AND status = 'PENDING' AND queue_name IS NOT NULL
-  AND COALESCE(owner, '') = COALESCE(CAST(:expected_owner AS TEXT), '')
-
 -- name: save_schedule
 INSERT INTO {p}schedules ({schedule_columns}) VALUES ({schedule_params})
 ON CONFLICT (name) DO UPDATE
