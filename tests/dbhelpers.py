@@ -1,8 +1,10 @@
-"""PostgreSQL helpers shared by the test suites (import as ``dbhelpers``)."""
+"""Helpers shared by the test suites (import as ``dbhelpers``): PostgreSQL
+databases for tests, and polling with a deadline."""
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from typing import Any
 
@@ -50,3 +52,16 @@ def drop_postgres_database(name: str) -> None:
 
     with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def eventually(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``check()`` until it returns something truthy (returned), failing
+    the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

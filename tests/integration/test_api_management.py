@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dbhelpers import eventually as _eventually
 from relos import (
     CANCELLED,
     DBOS,
@@ -25,17 +26,6 @@ from relos import (
 )
 
 calls: Counter[str] = Counter()
-
-
-def _eventually(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def _status(workflow_id: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dbhelpers import eventually as _eventually
 from relos import (
     DBOS,
     ERROR,
@@ -28,17 +29,6 @@ from relos import (
 from relos.store.base import StepRow, WorkflowRow
 
 calls: Counter[str] = Counter()
-
-
-def _eventually(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def _launch(db_url: str, **extra: Any) -> None:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from dbhelpers import eventually
 from relos import DBOS
 from relos.serialization import get_serializer
 from relos.store import open_store
@@ -28,14 +29,8 @@ def work(tag: str) -> str:
     return mark(tag)
 
 
-def _eventually(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def _eventually(check: Callable[[], Any]) -> Any:
+    return eventually(check, timeout=20)
 
 
 def _orphan(db_url: str, executor_id: str, version: str | None, *, heartbeat_age_ms: int

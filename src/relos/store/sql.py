@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, NoReturn
 
 from relos import errors
 from relos.store import base, queue_sql, schedule_sql
@@ -162,27 +162,24 @@ class SQLStore(base.SystemStore):
 
     def _write(self, st: Statement, args: Sequence[Any]) -> int:
         """Run a compiled statement; the number of rows it changed."""
-        try:
-            return int(self._execute(st.sql, args, ROWCOUNT))
-        except errors.RelosError:
-            raise
-        except Exception as exc:
-            translated = self._translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+        return int(self._fetch(st, args, ROWCOUNT))
 
     def _fetch(self, st: Statement, args: Sequence[Any], result: int) -> Any:
-        """Run a compiled query; its first row (ONE) or every row (ALL)."""
+        """Run a compiled statement; what ``result`` asks for (ROWCOUNT, ONE, ALL).
+        A plain try (not :meth:`_errors`): this is every hot-path statement."""
         try:
             return self._execute(st.sql, args, result)
         except errors.RelosError:
             raise
         except Exception as exc:
-            translated = self._translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+            self._reraise(exc)
+
+    def _reraise(self, exc: Exception) -> NoReturn:
+        """Raise the relos error a driver error translates to (or the error itself)."""
+        translated = self._translate(exc)
+        if translated is None:
+            raise exc
+        raise translated from exc
 
     def _ph(self, name: str) -> str:
         """The placeholder for parameter ``name`` in this driver's style."""
@@ -195,10 +192,7 @@ class SQLStore(base.SystemStore):
         except errors.RelosError:
             raise
         except Exception as exc:
-            translated = self._translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
+            self._reraise(exc)
 
     def _run(self, sql: str, params: dict[str, Any]) -> int:
         with self._errors(), self._conn() as conn:
