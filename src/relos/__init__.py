@@ -16,6 +16,7 @@ DBOS Transact's::
 from relos.config import Config
 from relos.dbos import DBOS
 from relos.errors import (
+    ApplicationVersionNotFoundError,
     AwaitedWorkflowCancelledError,
     ConfigError,
     DatabaseUnreachableError,
@@ -45,6 +46,7 @@ from relos.store.base import (
     MAX_RECOVERY_ATTEMPTS_EXCEEDED,
     PENDING,
     SUCCESS,
+    ApplicationVersion,
 )
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "QueueDeduplicatedError",
     "ScheduleInfo",
     "ScheduleNotFoundError",
+    "ApplicationVersion",
+    "ApplicationVersionNotFoundError",
     "DELAYED",
     "SetWorkflowID",
     "SetWorkflowTimeout",

@@ -22,6 +22,7 @@ executor_lease_seconds         RELOS_EXECUTOR_LEASE_SECONDS           10
 recovery_interval_seconds      RELOS_RECOVERY_INTERVAL_SECONDS        5
 poll_interval_seconds          RELOS_POLL_INTERVAL_SECONDS            0.1 / 1.0
 use_listen_notify              RELOS_USE_LISTEN_NOTIFY                true
+suspend_after_seconds          RELOS_SUSPEND_AFTER_SECONDS            5 ("off": never)
 =============================  =====================================  ==========
 """
 
@@ -57,6 +58,12 @@ class Config:
     #: off behind a connection pooler in transaction mode (PgBouncer), which
     #: cannot hold a LISTEN; polling alone then finds new work.
     use_listen_notify: bool = True
+    #: A workflow waiting in DBOS.sleep, DBOS.recv or DBOS.get_event longer than
+    #: this is suspended: its thread is released and any executor resumes it
+    #: (by replay) when its time comes or its message or event arrives. A
+    #: sleep longer than this is suspended at once; 0 suspends every wait;
+    #: None (or "off" in the environment) never suspends.
+    suspend_after_seconds: float | None = 5.0
 
 
 _NUMERIC = {"max_workflow_threads": int, "database_pool_size": int,
@@ -101,6 +108,8 @@ def load_config(given: dict[str, Any] | None) -> Config:
                 f"use_listen_notify (or RELOS_USE_LISTEN_NOTIFY) must be true or false, "
                 f"not {given['use_listen_notify']!r}")
         given["use_listen_notify"] = text in ("1", "true", "yes", "on")
+    if "suspend_after_seconds" in given:
+        given["suspend_after_seconds"] = _suspend_after(given["suspend_after_seconds"])
     cfg = Config(**given)
     for key in ("name", "executor_id"):
         if not isinstance(getattr(cfg, key), str) or not getattr(cfg, key):
@@ -110,3 +119,20 @@ def load_config(given: dict[str, Any] | None) -> Config:
             f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {cfg.log_level!r}"
         )
     return cfg
+
+
+def _suspend_after(value: Any) -> float | None:
+    """None (never suspend) or a number of seconds >= 0."""
+    if value is None or (isinstance(value, str)
+                         and value.strip().lower() in ("off", "none", "never")):
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(
+            f"suspend_after_seconds (or RELOS_SUSPEND_AFTER_SECONDS) must be a number of "
+            f"seconds >= 0, or off/None to never suspend, not {value!r}"
+        )
+    return seconds

@@ -20,12 +20,20 @@ from relos import queues as queues_mod
 from relos import schedules as schedules_mod
 from relos.config import Config, load_config
 from relos.queues import Queue, queue_row
-from relos.runtime import comm, context, management, registry, steps, transactions
+from relos.runtime import (
+    comm,
+    context,
+    management,
+    registry,
+    steps,
+    suspension,
+    transactions,
+)
 from relos.runtime import workflow as wf
 from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync, WorkflowStatus
 from relos.runtime.registry import RetryPolicy, StepInfo, WorkflowInfo
 from relos.runtime.runtime import Runtime
-from relos.store.base import ScheduleRow
+from relos.store.base import ApplicationVersion, ScheduleRow
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -189,7 +197,10 @@ class DBOS:
                     if start.run is None:
                         return await WorkflowHandleAsync(rt, start.workflow_id).get_result()
                     await wf.execute_async(rt, info, start)
-                    return start.run.future.result()
+                    try:
+                        return start.run.future.result()
+                    except errors.WorkflowSuspendedError:  # finishes when resumed
+                        return await WorkflowHandleAsync(rt, start.workflow_id).get_result()
 
                 run_async.__relos_workflow__ = info  # type: ignore[attr-defined]
                 return run_async  # type: ignore[return-value]
@@ -201,7 +212,7 @@ class DBOS:
                 if start.run is None:
                     return wf.wait_result(rt, start.workflow_id)
                 wf.execute(rt, info, start)
-                return start.run.future.result()
+                return wf.outcome(rt, start)
 
             run.__relos_workflow__ = info  # type: ignore[attr-defined]
             return run  # type: ignore[return-value]
@@ -354,6 +365,8 @@ class DBOS:
 
         rt = _rt()
         ctx, end = await rt.run_blocking(comm.sleep_until, rt, seconds)
+        if ctx is not None:
+            suspension.check_sleep(rt, ctx, end)
         while (remaining := end - time.time()) > 0:
             if ctx is not None:
                 ctx.check_cancelled()
@@ -584,6 +597,37 @@ class DBOS:
                 f"a time"
             )
         return [WorkflowHandle(rt, start_tick(rt, info, name, t)) for t in ticks]
+
+    # --- application versions -----------------------------------------------------------
+
+    @staticmethod
+    def list_application_versions() -> list[ApplicationVersion]:
+        """Every application version executors have launched with, the latest
+        first."""
+        return _rt().store.list_application_versions()
+
+    @staticmethod
+    def get_latest_application_version() -> ApplicationVersion:
+        """The latest application version: the one whose executors dequeue the
+        workflows enqueued without a version."""
+        latest = _rt().store.get_latest_application_version()
+        if latest is None:  # only if the table was emptied by hand
+            raise errors.RelosError(
+                "no application version is recorded: relaunch an executor to record its own")
+        return latest
+
+    @staticmethod
+    def set_latest_application_version(version_name: str) -> None:
+        """Make a known version the latest (its timestamp becomes now), e.g. to
+        roll back a deploy: from then on only its executors dequeue workflows
+        enqueued without a version (every executor notices within about a
+        second). Raises ApplicationVersionNotFoundError for an unknown name."""
+        rt = _rt()
+        if not rt.store.set_latest_application_version(version_name, _now_ms()):
+            known = [v.version_name for v in rt.store.list_application_versions()]
+            raise errors.ApplicationVersionNotFoundError(version_name, known)
+        if rt.queue_runner is not None:
+            rt.queue_runner.latest_version_changed()
 
     # --- context ----------------------------------------------------------------------
 

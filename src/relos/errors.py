@@ -101,6 +101,19 @@ class WorkflowConflictError(RelosError):
     this workflow was recorded concurrently by another process."""
 
 
+class WorkflowSuspendedError(WorkflowConflictError):
+    """The run of a workflow in this process ended without an outcome because
+    the workflow was suspended (it waits in ``DBOS.sleep``, ``DBOS.recv`` or
+    ``DBOS.get_event`` without holding a thread): whichever executor resumes it
+    records the outcome, so read it from the workflow's row (a handle's
+    ``get_result`` does). Like a conflict, it means "finished elsewhere"."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} was suspended; it finishes when resumed")
+        self.workflow_id = workflow_id
+        self.__relos_init_args__: tuple[object, ...] = (workflow_id,)
+
+
 class NonDeterministicWorkflowError(RelosError):
     """On replay, a workflow called a different step than the one recorded."""
 
@@ -201,3 +214,21 @@ class ScheduleNotFoundError(RelosError, LookupError):
         )
         self.name = name
         self.__relos_init_args__: tuple[object, ...] = (name,)
+
+
+# --- application versions -----------------------------------------------------------------
+
+
+class ApplicationVersionNotFoundError(RelosError, LookupError):
+    """An application version was named that no executor has launched with."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        listed = ", ".join(repr(k) for k in known) if known else "none yet"
+        super().__init__(
+            f"no application version named {name!r}: the known versions are {listed} "
+            f"(`relos versions list` shows them; a version is known once an executor "
+            f"has launched with it)"
+        )
+        self.name = name
+        self.known = list(known)
+        self.__relos_init_args__: tuple[object, ...] = (name, list(known))

@@ -24,11 +24,13 @@ import pytest
 from relos import errors
 from relos.store import open_store, parse_url
 from relos.store.base import (
+    APP_VERSION_COLUMNS,
     EXECUTOR_COLUMNS,
     QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
+    ApplicationVersion,
     ExecutorRow,
     QueueRow,
     ScheduleRow,
@@ -39,7 +41,7 @@ from relos.store.base import (
 EXPECTED_TABLES = {
     "migrations", "workflow_status", "operation_outputs", "workflow_status_history",
     "notifications", "workflow_events", "workflow_events_history", "streams", "executors",
-    "queues", "schedules",
+    "queues", "schedules", "application_versions",
 }
 #: Table -> the dataclass whose fields are exactly its columns.
 ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -48,6 +50,7 @@ ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
     "executors": (ExecutorRow, EXECUTOR_COLUMNS),
     "queues": (QueueRow, QUEUE_COLUMNS),
     "schedules": (ScheduleRow, SCHEDULE_COLUMNS),
+    "application_versions": (ApplicationVersion, APP_VERSION_COLUMNS),
 }
 
 

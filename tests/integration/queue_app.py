@@ -50,6 +50,8 @@ cluster_queue = Queue("qapp_cluster", concurrency=5, worker_concurrency=2)
 takeover_queue = Queue("qapp_takeover", concurrency=4)
 #: The cross-process wake-up test (test_queues.py defines the same queue).
 notify_queue = Queue("qapp_notify")
+#: The mass test: 1,000 workflows, three workers, one killed mid-run.
+mass_queue = Queue("qapp_mass", worker_concurrency=8)
 
 ARGS: argparse.Namespace
 
@@ -112,6 +114,31 @@ def takeover_wf(i: int) -> list[int]:
     return [takeover_a(i), takeover_b(i), takeover_c(i)]
 
 
+# --- the mass test ---------------------------------------------------------------------
+
+
+@DBOS.step(name="qapp.mass_step")
+def mass_step(i: int, seconds: float) -> int:
+    log("m-start")
+    time.sleep(seconds)
+    return i
+
+
+@DBOS.transaction(name="qapp.mass_effect")
+def mass_effect(i: int) -> None:
+    """The workflow's one effect, committed with its step record: exactly once."""
+    marker = "%s" if ARGS.url.startswith("postgres") else "?"
+    DBOS.sql_connection.execute(
+        f"INSERT INTO mass_effects (workflow_id, i, pid) VALUES ({marker}, {marker}, {marker})",
+        (DBOS.workflow_id, i, os.getpid()))
+
+
+@DBOS.workflow(name="qapp.mass_wf")
+def mass_wf(i: int, seconds: float) -> int:
+    mass_effect(mass_step(i, seconds))
+    return i * 3
+
+
 # --- the cross-process wake-up test ----------------------------------------------------
 
 
@@ -123,9 +150,9 @@ def notify_target(enqueued_at: float) -> float:
 
 # --- driver ----------------------------------------------------------------------------
 
-QUEUES = {q.name: q for q in (cluster_queue, takeover_queue, notify_queue)}
+QUEUES = {q.name: q for q in (cluster_queue, takeover_queue, notify_queue, mass_queue)}
 WORKFLOWS: dict[str, Callable[..., Any]] = {"qapp_cluster": cluster_wf, "qapp_takeover": takeover_wf,
-             "qapp_notify": notify_target}
+             "qapp_notify": notify_target, "qapp_mass": mass_wf}
 
 
 def wait_for_file(path: str, what: str) -> None:
@@ -148,7 +175,7 @@ def enqueue(args: argparse.Namespace) -> None:
     if args.go:
         log("enqueue-ready", "-")
         wait_for_file(args.go, "enqueue go")
-    if args.queue == "qapp_cluster":
+    if args.queue in ("qapp_cluster", "qapp_mass"):
         calls = [(i, args.step_sleep) for i in range(args.count)]
     elif args.queue == "qapp_takeover":
         calls = [(i,) for i in range(args.count)]

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from relos.store import SystemStore, open_store
-from relos.store.base import SUCCESS, ListFilter
+from relos.store.base import DELAYED, ENQUEUED, PENDING, SUCCESS, ListFilter
 
 pytestmark = pytest.mark.slow
 
@@ -76,9 +77,9 @@ class Cluster:
                       "the workers to be ready", *procs)
         return procs
 
-    def enqueue(self, queue: str, count: int) -> list[str]:
+    def enqueue(self, queue: str, count: int, *args: str) -> list[str]:
         """Enqueue ``count`` workflows from a separate process; their IDs."""
-        proc = self.spawn("enqueue", "--queue", queue, "--count", str(count))
+        proc = self.spawn("enqueue", "--queue", queue, "--count", str(count), *args)
         assert proc.wait(timeout=DEADLINE) == 0, self.stderr(proc)
         ids: list[str] = json.loads(self._outputs[proc.pid][0].read_text().splitlines()[-1])
         assert len(ids) == count
@@ -265,3 +266,102 @@ def test_a_killed_workers_queued_workflows_are_taken_over(cluster: Cluster) -> N
     # The workflows taken over went back through the queue: its limit held.
     assert peak_running(cluster.events("b-start", pid=second.pid),
                         cluster.events("c", pid=second.pid)) <= limit
+
+
+# --- (c) 1,000 workflows, three workers, one killed mid-run ------------------------------------
+
+
+def _create_effects_table(url: str) -> None:
+    """The table mass_wf's transaction writes, in the system database."""
+    ddl = "CREATE TABLE mass_effects (workflow_id TEXT NOT NULL, i INTEGER NOT NULL, " \
+          "pid INTEGER NOT NULL)"
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        from relos.store import parse_url
+
+        with closing(sqlite3.connect(parse_url(url)[1])) as conn:
+            conn.execute(ddl)
+            conn.commit()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ddl)
+
+
+def _effects(url: str) -> list[tuple[str, int, int]]:
+    sql = "SELECT workflow_id, i, pid FROM mass_effects"
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        from relos.store import parse_url
+
+        with closing(sqlite3.connect(parse_url(url)[1])) as conn:
+            return [(r[0], int(r[1]), int(r[2])) for r in conn.execute(sql)]
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        return [(r[0], int(r[1]), int(r[2])) for r in conn.execute(sql).fetchall()]
+
+
+def test_a_thousand_queued_workflows_survive_a_worker_killed_mid_run(cluster: Cluster) -> None:
+    """1,000 queued workflows on 3 worker processes; one is SIGKILLed while it
+    runs some of them. Every workflow completes exactly once (its one effect,
+    a transaction, is in the effects table once) and none is left PENDING or
+    ENQUEUED."""
+    total = 1000
+    store = cluster.store()
+    store.migrate()
+    _create_effects_table(cluster.url)
+    workers = cluster.workers(3)
+    victim, survivors = workers[0], workers[1:]
+    t0 = time.monotonic()
+    ids = cluster.enqueue("qapp_mass", total, "--step-sleep", "0.005")
+    [victim_instance] = [e.instance_id for e in store.get_executors() if e.pid == victim.pid]
+
+    def victim_mid_run() -> bool:
+        # A good share done, and the victim holds workflows it is running.
+        if cluster.succeeded("qapp.mass_wf") < total // 4:
+            return False
+        running = store.list_workflows(ListFilter(status=[PENDING], name="qapp.mass_wf",
+                                                  load_values=False))
+        return any(r.owner == victim_instance for r in running)
+
+    cluster.wait_for(victim_mid_run, "the victim to be mid-run", *workers)
+    cluster.kill(victim)
+    held = {r.workflow_id for r in store.list_workflows(
+        ListFilter(status=[PENDING], name="qapp.mass_wf", load_values=False))
+        if r.owner == victim_instance}
+    done_at_kill = cluster.succeeded("qapp.mass_wf")
+    assert held and done_at_kill < total, "the kill came mid-run"
+
+    cluster.wait_for(lambda: cluster.succeeded("qapp.mass_wf") == total,
+                     f"all {total} workflows to succeed", *survivors)
+    elapsed = time.monotonic() - t0
+    cluster.shut_down(survivors)
+
+    rows = store.list_workflows(ListFilter(workflow_ids=ids))
+    by_id = {r.workflow_id: r for r in rows}
+    assert len(by_id) == total
+    assert {r.status for r in rows} == {SUCCESS}
+    assert [json.loads(by_id[wid].output or "null") for wid in ids] == [
+        3 * i for i in range(total)]
+    assert store.list_workflows(ListFilter(status=[PENDING, ENQUEUED, DELAYED],
+                                           load_values=False)) == []
+    assert store.queue_depths().get("qapp_mass") is None, store.queue_depths()
+    # Exactly once: one committed effect per workflow, with its own input.
+    effects = _effects(cluster.url)
+    assert Counter(wid for wid, _, _ in effects) == dict.fromkeys(ids, 1)
+    assert {wid: i for wid, i, _ in effects} == {wid: i for i, wid in enumerate(ids)}
+    # The workflows the victim held went back to the queue and a survivor finished them.
+    survivor_pids = {p.pid for p in survivors}
+    for wid in held:
+        assert by_id[wid].recovery_attempts == 2, wid
+        assert by_id[wid].owner != victim_instance, wid
+    effect_pids = Counter(pid for _, _, pid in effects)
+    assert set(effect_pids) <= survivor_pids | {victim.pid}
+    assert all(effect_pids[pid] > 0 for pid in survivor_pids), effect_pids
+    print(f"\n{cluster.url.split(':')[0]}: {total} workflows in {elapsed:.1f}s, "
+          f"{done_at_kill} done and {len(held)} in flight in the victim at the kill, "
+          f"effects per process {sorted(effect_pids.values())}")

@@ -9,6 +9,7 @@
     relos queue list           # queues, their limits and depths
     relos schedule list        # cron schedules; get|pause|resume|delete|trigger|backfill
     relos executors            # the executor processes, live and dead
+    relos versions list        # application versions; set-latest NAME to roll back
 
 Every command takes ``--database-url`` (or RELOS_SYSTEM_DATABASE_URL); without
 it the embedded SQLite file ``relos.sqlite`` in the working directory is used.
@@ -28,6 +29,7 @@ from relos.cli.executors import executors
 from relos.cli.migrate import migrate
 from relos.cli.queue import queue
 from relos.cli.schedule import schedule
+from relos.cli.versions import versions
 from relos.cli.workflow import workflow
 
 
@@ -62,5 +64,6 @@ main.add_command(workflow)
 main.add_command(queue)
 main.add_command(schedule)
 main.add_command(executors)
+main.add_command(versions)
 
 __all__ = ["main"]

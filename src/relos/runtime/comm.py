@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, serialization
-from relos.runtime import context
+from relos.runtime import context, suspension
 from relos.runtime.context import WorkflowContext
 from relos.store.base import TERMINAL_STATUSES, StepRow
 
@@ -83,6 +83,7 @@ def _wait_until(rt: Runtime, ctx: WorkflowContext | None, end: float) -> None:
         if ctx is None:
             time.sleep(remaining)
             return
+        suspension.check_sleep(rt, ctx, end)
         if ctx.cancelled.wait(remaining):
             raise errors.WorkflowCancelledError(ctx.workflow_id)
 
@@ -101,16 +102,18 @@ def send(rt: Runtime, destination_id: str, message: Any, topic: str | None,
     if ctx is None:
         message_id = (f"key:{destination_id}:{idempotency_key}" if idempotency_key
                       else uuid.uuid4().hex)
-        rt.store.send(destination_id, topic, text, message_id, None, now, None)
+        woke = rt.store.send(destination_id, topic, text, message_id, None, now, None)
     else:
         fid = ctx.next_function_id()
         if ctx.replayed(fid, "DBOS.send") is not None:
             return
         ctx.check_cancelled()
         message_id = f"wf:{ctx.workflow_id}:{fid}"
-        rt.store.send(destination_id, topic, text, message_id, ctx.workflow_id, now,
-                      _row(rt, ctx, fid, "DBOS.send", None, now))
+        woke = rt.store.send(destination_id, topic, text, message_id, ctx.workflow_id, now,
+                             _row(rt, ctx, fid, "DBOS.send", None, now))
     rt.notifier.notify("notifications", destination_id)
+    if woke:  # the destination was suspended: resume it now
+        rt.waker.note(now)
 
 
 def _topic(topic: str | None) -> str:
@@ -122,11 +125,14 @@ def _topic(topic: str | None) -> str:
 
 
 def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
-                  keys: list[tuple[str, str]], attempt: Callable[[int], Any | None]) -> Any:
+                  keys: list[tuple[str, str]], attempt: Callable[[int], Any | None], *,
+                  topic: str | None = None, event: tuple[str, str] | None = None) -> Any:
     """The shared shape of recv and get_event inside a workflow: function ID
     ``fid`` records the answer, ``fid + 1`` the deadline (recorded only if the
     answer was not there at once). ``attempt(fid)`` returns the answer's text or
-    None; on timeout the answer recorded is None."""
+    None; on timeout the answer recorded is None. A wait longer than
+    ``suspend_after_seconds`` is suspended, waiting for a message on ``topic``
+    or for ``event`` (see suspension.py)."""
     timeout = max(0.0, _check_seconds(timeout, "timeout_seconds"))
     fid = ctx.next_function_id()
     timeout_fid = ctx.next_function_id()
@@ -135,6 +141,7 @@ def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
         return None if rec.output is None else rt.serializer.loads(rec.output)
     sleep_rec = ctx.replayed(timeout_fid, "DBOS.sleep")
     end = None if sleep_rec is None else float(sleep_rec.output or "0") / 1000
+    began = time.monotonic()
     with rt.notifier.subscribe(keys + [("cancel", ctx.workflow_id)]) as woke:
         while True:
             woke.clear()
@@ -151,6 +158,10 @@ def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
             if remaining <= 0:
                 rt.store.record_step(_row(rt, ctx, fid, name, rt.serializer.dumps(None), now))
                 return None
+            before_suspending = suspension.check_wait(
+                rt, ctx, end, time.monotonic() - began, topic=topic, event=event)
+            if before_suspending is not None:
+                remaining = min(remaining, before_suspending)
             woke.wait(min(remaining, rt.poll_interval))
 
 
@@ -164,7 +175,7 @@ def recv(rt: Runtime, topic: str | None, timeout_seconds: float) -> Any:
         return rt.store.recv(ctx.workflow_id, topic, step, now)
 
     return _durable_wait(rt, ctx, "DBOS.recv", timeout_seconds,
-                         [("notifications", ctx.workflow_id)], attempt)
+                         [("notifications", ctx.workflow_id)], attempt, topic=topic)
 
 
 # --- events --------------------------------------------------------------------------------
@@ -179,15 +190,17 @@ def set_event(rt: Runtime, key: str, value: Any) -> None:
     text = serialization.serialize_value(rt.serializer, value, f"the value of event {key!r}")
     now = _now()
     if context.in_step():
-        rt.store.set_event(ctx.workflow_id, key, text, now, None, ctx.step_id)
+        woke = rt.store.set_event(ctx.workflow_id, key, text, now, None, ctx.step_id)
     else:
         fid = ctx.next_function_id()
         if ctx.replayed(fid, "DBOS.setEvent") is not None:
             return
         ctx.check_cancelled()
-        rt.store.set_event(ctx.workflow_id, key, text, now,
-                           _row(rt, ctx, fid, "DBOS.setEvent", None, now))
+        woke = rt.store.set_event(ctx.workflow_id, key, text, now,
+                                  _row(rt, ctx, fid, "DBOS.setEvent", None, now))
     rt.notifier.notify("events", ctx.workflow_id)
+    if woke:  # workflows suspended waiting for it: resume them now
+        rt.waker.note(now)
 
 
 def get_event(rt: Runtime, workflow_id: str, key: str, timeout_seconds: float) -> Any:
@@ -202,7 +215,8 @@ def get_event(rt: Runtime, workflow_id: str, key: str, timeout_seconds: float) -
             rt.store.record_step(_row(rt, ctx, fid, "DBOS.getEvent", value, now))
             return value
 
-        return _durable_wait(rt, ctx, "DBOS.getEvent", timeout_seconds, keys, attempt)
+        return _durable_wait(rt, ctx, "DBOS.getEvent", timeout_seconds, keys, attempt,
+                             event=(workflow_id, key))
     end = time.time() + max(0.0, _check_seconds(timeout_seconds, "timeout_seconds"))
     with rt.notifier.subscribe(keys) as woke:
         while True:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
@@ -37,11 +38,27 @@ class WorkflowContext:
     step_id: int | None = None
     #: Set when the workflow is cancelled; created on first use (see ``cancelled``).
     _cancel_event: threading.Event | None = None
+    #: The outcome of the last step, not written yet. It is written before the
+    #: workflow's next durable action (every one starts by taking a function
+    #: ID) or with the workflow's completion, in the same transaction: a
+    #: one-step workflow commits once. Until then a crash re-runs the step,
+    #: which steps allow (at least once), and nothing the workflow did after
+    #: the step has reached the database.
+    unwritten: list[StepRow] = field(default_factory=list)
+    #: Writes ``unwritten`` (set by the runtime; None: steps are written at once).
+    write_unwritten: Callable[[WorkflowContext], None] | None = None
 
     def next_function_id(self) -> int:
+        if self.unwritten:
+            self.flush()
         fid = self.next_id
         self.next_id += 1
         return fid
+
+    def flush(self) -> None:
+        """Write the held step outcome now (raises what writing it raises)."""
+        if self.unwritten and self.write_unwritten is not None:
+            self.write_unwritten(self)
 
     def replayed(self, function_id: int, called: str) -> StepRow | None:
         """The recorded step at ``function_id``, checking it is the same call."""

@@ -11,7 +11,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
-from relos.runtime import registry, workflow
+from relos.runtime import context, registry, workflow
 from relos.runtime.handles import WorkflowStatus, status_from_row, step_info
 from relos.store.base import (
     ALL_STATUSES,
@@ -86,6 +86,7 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
     new.recovery_attempts = 0
     new.forked_from = workflow_id
     new.deadline_epoch_ms = None
+    new.wake_at_epoch_ms = new.waiting_for = None  # the fork runs now, not when src wakes
     new.queue_name = None
     new.deduplication_id = None
     new.application_version = application_version or rt.app_version
@@ -141,6 +142,9 @@ def list_workflows(
 
 def list_steps(rt: Runtime, workflow_id: str) -> list[dict[str, Any]]:
     _row(rt, workflow_id)
+    ctx = context.current()
+    if ctx is not None and ctx.workflow_id == workflow_id:
+        ctx.flush()  # a workflow listing its own steps sees its last one
     return [step_info(rt, s) for s in rt.store.load_steps(workflow_id).values()]
 
 

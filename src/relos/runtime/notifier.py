@@ -58,4 +58,5 @@ class Notifier:
         with self._lock:
             waiters = list(self._waiters.get((channel, workflow_id), ()))
         for event in waiters:
-            event.set()
+            if not event.is_set():
+                event.set()

@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,12 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
+#: How much work a process claims beyond its free threads, from a queue
+#: without limits: what it finishes in this many seconds, at most CLAIM_AHEAD_MAX.
+CLAIM_AHEAD_SECONDS = 0.25
+CLAIM_AHEAD_MAX = 1000
+
+
 class QueueRunner:
     """Dequeues from the listened queues and runs what it claims."""
 
@@ -159,6 +165,21 @@ class QueueRunner:
         self._busy: set[str] = set()
         self._settings: dict[str, QueueRow] = {}
         self._settings_at = 0.0
+        self._latest = True
+        self._latest_at = -1.0e9
+        #: Claimed (PENDING, owned here) and waiting for a free thread: from a
+        #: queue without limits the runner claims up to one pool's worth ahead,
+        #: so a finishing workflow's thread takes the next one at once and the
+        #: claims stay large (see ``_poll``).
+        self._ready: deque[tuple[str, WorkflowRow]] = deque()
+        #: Workflows finished here, and the rate (per second) they finish at,
+        #: re-measured every tenth of a second: the claim-ahead room is what
+        #: this process finishes in CLAIM_AHEAD_SECONDS, so slow workflows are
+        #: not hoarded away from other executors while tiny ones never wait
+        #: for a claim's round trip.
+        self._finished_count = 0
+        self._rate = 0.0
+        self._rate_mark = (time.monotonic(), 0)
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -187,6 +208,23 @@ class QueueRunner:
             return local.row
         return stored
 
+    def runs_latest_version(self) -> bool:
+        """Whether this process runs the latest application version (read from
+        the database at most once a second); only such a process dequeues the
+        workflows enqueued without a version. With no version recorded at all,
+        it counts as the latest."""
+        if time.monotonic() - self._latest_at > 1.0:
+            latest = self.rt.store.get_latest_application_version()
+            self._latest = latest is None or latest.version_name == self.rt.app_version
+            self._latest_at = time.monotonic()
+        return self._latest
+
+    def latest_version_changed(self) -> None:
+        """Read the latest version again at the next dequeue (this process
+        changed it), and wake the dequeuer."""
+        self._latest_at = -1.0e9
+        self.rt.notifier.notify("queues", "*")
+
     def run(self, stop: threading.Event) -> None:
         rt = self.rt
         while not stop.is_set():
@@ -198,6 +236,7 @@ class QueueRunner:
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
+                        self._start_ready()
                         claimed = self._round(names)
                     except Exception as exc:  # the loop must outlive any one failure
                         if stop.is_set():
@@ -210,6 +249,24 @@ class QueueRunner:
                         continue
                     if not claimed:
                         woke.wait(rt.poll_interval)
+                        self._gather_room()
+        self._give_back_ready()
+
+    def _give_back_ready(self) -> None:
+        """Stopping: the claimed workflows not started go back to their queues."""
+        while self._ready:
+            _name, row = self._ready.popleft()
+            with contextlib.suppress(errors.RelosError):
+                self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now())
+
+    def _gather_room(self) -> None:
+        """Woken with little room free (finished workflows are released one by
+        one as their batch commits): wait a moment for the rest, so the next
+        claim takes many workflows in one transaction rather than one each."""
+        rt = self.rt
+        quarter = max(1, rt.config.max_workflow_threads // 4)
+        if 0 < rt.free_workflow_slots() < quarter:
+            time.sleep(0.002)
 
     def _round(self, names: list[str]) -> bool:
         """Poll every queue once; whether any workflow was claimed.
@@ -220,7 +277,9 @@ class QueueRunner:
         does not move the turn). Each queue served in that round may take its
         share of the room free now, not all of it (more frees up while the
         round goes on, and the first queue polled would take it all)."""
-        share = max(1, -(-self.rt.free_workflow_slots() // max(1, len(self._busy))))
+        rt = self.rt
+        room = rt.free_workflow_slots() - len(self._ready) + rt.config.max_workflow_threads
+        share = max(1, -(-room // max(1, len(self._busy))))
         first_served = None
         served: set[str] = set()
         for i in range(len(names)):
@@ -242,16 +301,39 @@ class QueueRunner:
         queue = self.settings(name)
         if queue is None:
             return False
-        room = min(share, rt.free_workflow_slots())
+        free = rt.free_workflow_slots() - len(self._ready)
+        limited = (queue.concurrency is not None or queue.worker_concurrency is not None
+                   or queue.rate_limit is not None)
+        # Claiming ahead would spend a limited queue's budget on workflows not
+        # running yet: only a queue without limits gets the claim-ahead room.
+        ahead = 0 if limited else self._claim_ahead()
+        room = min(share, free + ahead, 1000)
         if queue.worker_concurrency is not None:
             with self._lock:
                 room = min(room, queue.worker_concurrency - self._running[name])
-        room = min(room, 1000)
-        if room <= 0:
-            return False
+        if room <= 0 or (self._ready and room < ahead // 4):
+            return False  # (with work in hand, claim again when there is room for many)
         rows = rt.store.dequeue(queue, rt.instance_id, rt.config.executor_id, _now(), room,
-                                rt.app_version, sorted(registry.workflows()))
-        for row in rows:
+                                rt.app_version, sorted(registry.workflows()),
+                                take_unversioned=self.runs_latest_version())
+        self._ready.extend((name, row) for row in rows)
+        self._start_ready()
+        return bool(rows)
+
+    def _claim_ahead(self) -> int:
+        now = time.monotonic()
+        since, count = self._rate_mark
+        if now - since >= 0.1:
+            measured = (self._finished_count - count) / (now - since)
+            self._rate = measured if now - since > 1.0 else 0.5 * self._rate + 0.5 * measured
+            self._rate_mark = (now, self._finished_count)
+        return min(CLAIM_AHEAD_MAX, int(self._rate * CLAIM_AHEAD_SECONDS))
+
+    def _start_ready(self) -> None:
+        """Start claimed workflows while this process has free threads."""
+        rt = self.rt
+        while self._ready and rt.free_workflow_slots() > 0:
+            name, row = self._ready.popleft()
             try:
                 self._start(name, row)
             except Exception:
@@ -260,7 +342,6 @@ class QueueRunner:
                 logger.exception("cannot start dequeued workflow %s", row.workflow_id)
                 with contextlib.suppress(errors.RelosError):
                     rt.store.requeue(row.workflow_id, rt.instance_id, _now())
-        return bool(rows)
 
     def _start(self, name: str, row: WorkflowRow) -> None:
         rt = self.rt
@@ -289,15 +370,25 @@ class QueueRunner:
                 except BaseException:
                     coro.close()
                     raise
+                done.add_done_callback(lambda _f: self._finished(name))
             else:
-                done = rt.workflow_pool.submit(workflow.execute, rt, info, start)
+                rt.workflow_pool.submit(self._execute, name, info, start)
         except BaseException:
             rt.untrack(row.workflow_id)
             self._finished(name)
             raise
-        done.add_done_callback(lambda _f: self._finished(name))
+
+    def _execute(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
+        try:
+            workflow.execute(self.rt, info, start)
+        finally:
+            self._finished(name)
 
     def _finished(self, name: str) -> None:
         with self._lock:
             self._running[name] -= 1
-        self.rt.notifier.notify("queues", "*")
+            self._finished_count += 1
+        if self._ready or self.rt.free_workflow_slots() > 0:
+            # (A worker concurrency just freed up; a free slot also wakes the
+            # dequeuer when the workflow is untracked.)
+            self.rt.notifier.notify("queues", "*")

@@ -31,9 +31,12 @@ from typing import Any, TypeVar
 from relos import errors, queues
 from relos.config import Config
 from relos.runtime import liveness, registry
+from relos.runtime.commits import GroupCommitter
 from relos.runtime.context import WorkflowContext
 from relos.runtime.notifier import Notifier
 from relos.runtime.queueing import QueueRunner
+from relos.runtime.suspension import Waker
+from relos.runtime.threads import WorkerPool
 from relos.serialization import Serializer, get_serializer
 from relos.store import open_store, parse_url
 from relos.store.base import PENDING, ExecutorRow, ListFilter, QueueRow, SystemStore
@@ -51,6 +54,9 @@ def now_ms() -> int:
 class ActiveWorkflow:
     ctx: WorkflowContext
     future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
+    #: Its function has returned and its outcome waits in the group committer:
+    #: it holds no thread any more, though it stays tracked until written.
+    committing: bool = False
 
 
 class Runtime:
@@ -65,15 +71,15 @@ class Runtime:
             schema=config.system_database_schema, pool_size=config.database_pool_size,
         )
         self.app_store: SQLStore | None = None
+        self.committer = GroupCommitter(self.store)
         self.notifier = Notifier()
         pushed = self.store.pushes_notifications and config.use_listen_notify
         self.poll_interval = config.poll_interval_seconds or (1.0 if pushed else 0.1)
         self.app_version = config.application_version or registry.application_version()
         self._active: dict[str, ActiveWorkflow] = {}
+        self._committing = 0  # how many of _active are committing (hold no thread)
         self._active_lock = threading.Lock()
-        self.workflow_pool = concurrent.futures.ThreadPoolExecutor(
-            config.max_workflow_threads, thread_name_prefix="relos-workflow"
-        )
+        self.workflow_pool = WorkerPool(config.max_workflow_threads, "relos-workflow")
         self._io_pool = concurrent.futures.ThreadPoolExecutor(256, thread_name_prefix="relos-io")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -85,6 +91,7 @@ class Runtime:
         #: Queues this process dequeues from (None: every queue defined in code).
         self.listen_queues: list[str] | None = None
         self.queue_runner: QueueRunner | None = None
+        self.waker = Waker(self)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -102,6 +109,12 @@ class Runtime:
             application_version=self.app_version, hostname=self.hostname, pid=self.pid,
             started_at=now, heartbeat_at=now,
         ))
+        # A version launched for the first time becomes the latest one. Not so
+        # for a process that dequeues from no queue (DBOS.listen_queues([])), such
+        # as a web front end that only enqueues: the latest version decides who
+        # dequeues, and its code may differ from the workers' without being newer.
+        if self.listen_queues is None or self.listen_queues:
+            self.store.register_application_version(self.app_version, now)
         for queue in queues.registered().values():
             self.store.save_queue(replace(queue.row, updated_at=now))
         if self.config.use_listen_notify:
@@ -111,6 +124,7 @@ class Runtime:
         self._spawn(self._maintenance, "relos-maintenance")
         self._spawn(self.recover_pending, "relos-recovery")
         self._spawn(lambda: runner.run(self._stop), "relos-queues")
+        self._spawn(lambda: self.waker.run(self._stop), "relos-waker")
         self._start_scheduler(now)
 
     def _start_scheduler(self, now: int) -> None:
@@ -135,6 +149,7 @@ class Runtime:
         self._stop.set()
         self._wake.set()
         self.notifier.notify("queues", "*")
+        self.notifier.notify("wake", "*")
         self.launched = False
         with self._active_lock:
             active = list(self._active.values())
@@ -143,7 +158,7 @@ class Runtime:
             self.notifier.notify("cancel", aw.ctx.workflow_id)
         for t in self._threads:
             t.join(timeout=5)
-        self.workflow_pool.shutdown(wait=True, cancel_futures=True)
+        self.workflow_pool.shutdown()
         if self._loop is not None:
             # Async workflows stop too (their awaits are interrupted), rather than
             # being dropped with the loop and garbage-collected half-way.
@@ -154,6 +169,7 @@ class Runtime:
                 self._loop_thread.join(timeout=5)
             if not self._loop.is_running():
                 self._loop.close()
+        self.committer.close()
         with contextlib.suppress(errors.RelosError):
             self.store.deregister_executor(self.instance_id, now_ms())
         self._io_pool.shutdown(wait=False, cancel_futures=True)
@@ -163,7 +179,13 @@ class Runtime:
 
     # --- workflows running here -------------------------------------------------------
 
-    def track(self, ctx: WorkflowContext) -> ActiveWorkflow:
+    def track(self, ctx: WorkflowContext, *, hold_steps: bool = False) -> ActiveWorkflow:
+        """Register a workflow about to run here. With ``hold_steps`` its last
+        step's record waits for its next durable action or its completion
+        (see ``WorkflowContext.unwritten``): for sync workflows, whose thread
+        may block on that write (an async one's would block its event loop)."""
+        if hold_steps:
+            ctx.write_unwritten = self._write_unwritten
         aw = ActiveWorkflow(ctx)
         with self._active_lock:
             self._active[ctx.workflow_id] = aw
@@ -173,10 +195,25 @@ class Runtime:
             self._wake.set()
         return aw
 
+    def _write_unwritten(self, ctx: WorkflowContext) -> None:
+        steps, ctx.unwritten = ctx.unwritten, []
+        self.committer.write_steps(steps)
+
+    def release_thread(self, aw: ActiveWorkflow) -> None:
+        """The workflow's function returned; its outcome is being committed."""
+        with self._active_lock:
+            if not aw.committing and self._active.get(aw.ctx.workflow_id) is aw:
+                aw.committing = True
+                self._committing += 1
+        self.notifier.notify("queues", "*")
+
     def untrack(self, workflow_id: str) -> None:
         with self._active_lock:
-            self._active.pop(workflow_id, None)
+            aw = self._active.pop(workflow_id, None)
+            if aw is not None and aw.committing:
+                self._committing -= 1
         self.notifier.notify("status", workflow_id)
+        self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
 
     def active(self, workflow_id: str) -> ActiveWorkflow | None:
         with self._active_lock:
@@ -185,7 +222,7 @@ class Runtime:
     def free_workflow_slots(self) -> int:
         """How many more workflows this process can start without waiting for a thread."""
         with self._active_lock:
-            return self.config.max_workflow_threads - len(self._active)
+            return self.config.max_workflow_threads - len(self._active) + self._committing
 
     def queue_settings(self, name: str) -> QueueRow | None:
         """A queue's limits as stored (refreshed about once a second)."""

@@ -2,7 +2,9 @@
 
 A step's first execution costs one INSERT of its outcome and nothing else: the
 decision to run it is made in memory (a fresh workflow has nothing recorded; a
-recovered one loaded its steps once). A plain step is at-least-once (the
+recovered one loaded its steps once). In a sync workflow that INSERT is held
+until the workflow's next durable action or its completion, and committed with
+it (``WorkflowContext.unwritten``). A plain step is at-least-once (the
 process can die after the step ran and before its record committed). A
 ``@DBOS.transaction`` writes its record inside the user's database transaction,
 so its effects happen exactly once.
@@ -87,7 +89,11 @@ def record(rt: Runtime, p: Plan, info: StepInfo, result: Any, exc: BaseException
     ):
         raise exc
     row, exc = outcome_row(rt, p, info, result, exc)
-    rt.store.record_step(row)
+    ctx = p.ctx
+    if ctx is not None and ctx.write_unwritten is not None:
+        ctx.unwritten.append(row)  # written with the workflow's next write
+    else:
+        rt.store.record_step(row)
     if exc is not None:
         raise exc
     return result

@@ -16,11 +16,13 @@ import concurrent.futures
 import logging
 import time as _time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, serialization
-from relos.runtime import context, registry
+from relos.runtime import context, registry, suspension
+from relos.runtime.commits import Write
 from relos.runtime.context import WorkflowContext
 from relos.runtime.registry import WorkflowInfo
 from relos.store.base import (
@@ -32,6 +34,7 @@ from relos.store.base import (
     PENDING,
     SUCCESS,
     TERMINAL_STATUSES,
+    Completion,
     StepRow,
     WorkflowRow,
 )
@@ -105,7 +108,7 @@ def begin(rt: Runtime, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[s
     if existing is None:
         ctx = WorkflowContext(workflow_id, info.name, recorded=None, deadline_epoch_ms=deadline,
                               authenticated_user=row.authenticated_user)
-        return Start(workflow_id, rt.track(ctx), args, kwargs)
+        return Start(workflow_id, rt.track(ctx, hold_steps=not info.is_async), args, kwargs)
     return _attach(rt, info, existing)
 
 
@@ -136,6 +139,8 @@ def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) 
         return None
     if expected_owner is not _ANY_OWNER and row.owner != expected_owner:
         return None
+    if row.wake_at_epoch_ms is not None:
+        return None  # suspended: not stuck, the waker resumes it when due
     registry.get_workflow(row.name)  # unknown function: raise before claiming
     if row.queue_name is not None:
         # A queued workflow goes back to its queue, so the queue's limits hold.
@@ -183,7 +188,8 @@ def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool) -> Start | Non
         deadline_epoch_ms=claimed.deadline_epoch_ms,
         authenticated_user=claimed.authenticated_user,
     )
-    return Start(claimed.workflow_id, rt.track(ctx), tuple(args), dict(kwargs))
+    return Start(claimed.workflow_id, rt.track(ctx, hold_steps=not info.is_async),
+                 tuple(args), dict(kwargs))
 
 
 def dispatch(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
@@ -203,16 +209,20 @@ def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     # A SetWorkflowTimeout around a direct call was for this workflow: its
     # children inherit its deadline instead of getting the timeout afresh.
     timeout_token = context._next_timeout.set(None)
+    handed_over = False  # to the committer, which untracks it once written
     try:
         result = info.func(*start.args, **(start.kwargs or {}))
+    except suspension.Suspend as signal:
+        suspension.write(rt, aw, signal)
     except BaseException as exc:
-        _fail(rt, aw, exc)
+        handed_over = _fail(rt, aw, exc, wait=False)
     else:
-        _succeed(rt, aw, result)
+        handed_over = _succeed(rt, aw, result, wait=False)
     finally:
         context._next_timeout.reset(timeout_token)
         context.reset_workflow(token)
-        rt.untrack(aw.ctx.workflow_id)
+        if not handed_over:
+            rt.untrack(aw.ctx.workflow_id)
 
 
 async def execute_async(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
@@ -221,49 +231,105 @@ async def execute_async(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     assert aw is not None
     token = context.set_workflow(aw.ctx)
     timeout_token = context._next_timeout.set(None)  # as in execute
+    handed_over = False
     try:
         result = await info.func(*start.args, **(start.kwargs or {}))
+    except suspension.Suspend as signal:
+        await rt.run_blocking(suspension.write, rt, aw, signal)
     except BaseException as exc:
         if isinstance(exc, asyncio.CancelledError) and aw.ctx.cancelled.is_set():
             exc = errors.WorkflowCancelledError(aw.ctx.workflow_id)  # runtime shutting down
-        await rt.run_blocking(_fail, rt, aw, exc)
+        # Waits for the commit (off the event loop): the caller reads the future next.
+        handed_over = await rt.run_blocking(_fail, rt, aw, exc, True)
     else:
-        await rt.run_blocking(_succeed, rt, aw, result)
+        handed_over = await rt.run_blocking(_succeed, rt, aw, result, True)
     finally:
         context._next_timeout.reset(timeout_token)
         context.reset_workflow(token)
-        rt.untrack(aw.ctx.workflow_id)
+        if not handed_over:
+            rt.untrack(aw.ctx.workflow_id)
 
 
-def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any) -> None:
+def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool) -> bool:
+    """Record the success (with the last step's record) through the group
+    committer; the future gets the result once it is written. Returns True:
+    the committer untracks the workflow."""
     ctx = aw.ctx
     try:
         output = serialization.serialize_value(
             rt.serializer, result, f"the return value of workflow {ctx.name!r}"
         )
     except errors.SerializationError as exc:
-        _fail(rt, aw, exc)
-        return
-    try:
-        rt.store.complete_workflow(ctx.workflow_id, SUCCESS, output, None, _now())
-    except errors.RelosError as exc:
-        aw.future.set_exception(exc)
-        return
-    aw.future.set_result(result)
+        return _fail(rt, aw, exc, wait)
+
+    def done(error: BaseException | None) -> None:
+        if error is None:
+            aw.future.set_result(result)
+        else:
+            aw.future.set_exception(error)
+
+    return _complete(rt, aw, Completion(ctx.workflow_id, SUCCESS, output, None, _now()),
+                     done, wait)
 
 
-def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException) -> None:
+def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bool:
+    """Record the failure as :func:`_succeed` records a success; the future gets
+    ``exc`` (whether or not it could be recorded). A failure of the machinery
+    (cancelled, taken over, database gone) records nothing. Returns whether
+    the committer untracks the workflow (else the caller does)."""
     ctx = aw.ctx
-    if isinstance(exc, Exception) and not isinstance(exc, _NOT_THE_WORKFLOWS_FAULT):
-        try:
-            error = serialization.serialize_exception(rt.serializer, exc)
-            rt.store.complete_workflow(ctx.workflow_id, ERROR, None, error, _now())
-        except errors.RelosError as store_exc:
-            logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id,
-                         store_exc)
     if isinstance(exc, errors.WorkflowCancelledError) and ctx.cancelled.is_set():
         exc = errors.WorkflowCancelledError(ctx.workflow_id)
-    aw.future.set_exception(exc)
+    if not isinstance(exc, Exception) or isinstance(exc, _NOT_THE_WORKFLOWS_FAULT):
+        ctx.unwritten = []
+        aw.future.set_exception(exc)
+        return False
+    try:
+        error = serialization.serialize_exception(rt.serializer, exc)
+    except errors.RelosError as ser_exc:
+        logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id, ser_exc)
+        aw.future.set_exception(exc)
+        return False
+
+    def done(store_exc: BaseException | None) -> None:
+        if store_exc is not None:
+            logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id,
+                         store_exc)
+        aw.future.set_exception(exc)
+
+    return _complete(rt, aw, Completion(ctx.workflow_id, ERROR, None, error, _now()), done,
+                     wait)
+
+
+def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
+              settle: Callable[[BaseException | None], None], wait: bool) -> bool:
+    steps, aw.ctx.unwritten = aw.ctx.unwritten, []
+    workflow_id = aw.ctx.workflow_id
+
+    def done(error: BaseException | None) -> None:
+        settle(error)
+        rt.untrack(workflow_id)
+
+    write = Write(steps, completion, done)
+    if not wait:
+        rt.release_thread(aw)
+    try:
+        rt.committer.submit(write, wait=wait)
+    except errors.RelosError as exc:
+        if not write.settled:  # refused before it was queued (shutting down)
+            done(exc)
+    return True
+
+
+def outcome(rt: Runtime, start: Start) -> Any:
+    """The result of a workflow the caller ran itself (``execute`` returned):
+    its run's, or, if it was suspended, the row's once it finishes (here or
+    in another process)."""
+    assert start.run is not None
+    try:
+        return start.run.future.result()
+    except errors.WorkflowSuspendedError:
+        return wait_result(rt, start.workflow_id)
 
 
 def result_from_row(rt: Runtime, row: WorkflowRow) -> Any:

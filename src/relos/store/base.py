@@ -67,6 +67,10 @@ class WorkflowRow:
     completed_at: int | None = None
     queue_partition_key: str | None = None
     delay_until_epoch_ms: int | None = None
+    #: Set while the workflow is suspended (PENDING, no owner): when it may be
+    #: resumed, and what it waits for (see migration 0005).
+    wake_at_epoch_ms: int | None = None
+    waiting_for: str | None = None
 
 
 #: Column order used by every query that reads or writes a whole WorkflowRow.
@@ -90,6 +94,26 @@ class StepRow:
 
 
 STEP_COLUMNS: tuple[str, ...] = tuple(StepRow.__dataclass_fields__)
+
+
+def record_type(row_class: type) -> str:
+    """The column definition list of ``json_to_recordset`` for a row dataclass
+    on PostgreSQL (its ``int`` fields are bigint, the rest text)."""
+    fields: dict[str, Any] = row_class.__dataclass_fields__  # type: ignore[attr-defined]
+    return ", ".join(
+        f"{name} {'bigint' if str(f.type).startswith('int') else 'text'}"
+        for name, f in fields.items())
+
+
+@dataclass
+class Completion:
+    """A workflow's terminal status with its outcome (see ``complete_workflow``)."""
+
+    workflow_id: str
+    status: str
+    output: str | None
+    error: str | None
+    now: int
 
 
 @dataclass
@@ -151,6 +175,22 @@ class ScheduleRow:
 SCHEDULE_COLUMNS: tuple[str, ...] = tuple(ScheduleRow.__dataclass_fields__)
 
 
+@dataclass(frozen=True)
+class ApplicationVersion:
+    """An application version executors have launched with (one row of
+    ``application_versions``); times are epoch milliseconds. The version with
+    the highest ``version_timestamp`` is the latest."""
+
+    version_name: str
+    #: What orders the versions: the newest is the latest.
+    version_timestamp: int
+    #: When an executor first launched with this version.
+    created_at: int
+
+
+APP_VERSION_COLUMNS: tuple[str, ...] = tuple(ApplicationVersion.__dataclass_fields__)
+
+
 @dataclass
 class ListFilter:
     """Filters for :meth:`SystemStore.list_workflows`; ``None`` means "any"."""
@@ -201,7 +241,8 @@ class SystemStore(abc.ABC):
         """Call ``on_change(channel, key)`` from a background thread when another
         process sends a message, sets an event or writes a stream (channels
         ``notifications``, ``events``, ``streams``; the key is the workflow ID) or
-        enqueues work (channel ``queues``; the key is the queue name). A no-op
+        enqueues work (channel ``queues``; the key is the queue name) or wakes a
+        suspended workflow (channel ``wake``, key ``*``). A no-op
         where the backend cannot announce changes (``pushes_notifications`` is
         False)."""
 
@@ -257,15 +298,17 @@ class SystemStore(abc.ABC):
     def find_recoverable(self, executor_ids: list[str]
                          ) -> list[tuple[str, str | None, str | None]]:
         """(workflow_id, owner, application_version) of every PENDING workflow
-        of these executors, oldest first."""
+        of these executors that is not suspended, oldest first."""
 
     @abc.abstractmethod
     def claim_workflow(
         self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,
         now: int,
     ) -> WorkflowRow | None:
-        """Compare-and-swap the owner of a PENDING workflow from
-        ``expected_owner`` to ``new_owner`` and add one to its recovery attempts.
+        """Compare-and-swap the owner of a PENDING workflow that is not
+        suspended from ``expected_owner`` to ``new_owner`` and add one to its
+        recovery attempts (a suspended workflow is claimed only by
+        :meth:`claim_due_workflows`, when due).
         Of concurrent claims on the same (workflow, expected owner) exactly one
         succeeds. Returns the updated row, or None when the claim lost."""
 
@@ -305,6 +348,15 @@ class SystemStore(abc.ABC):
         process ran the same workflow)."""
 
     @abc.abstractmethod
+    def write_batch(self, steps: list[StepRow], completions: list[Completion]) -> None:
+        """Record ``steps`` (as :meth:`record_step`), then apply ``completions``
+        (as :meth:`complete_workflow`), all in one transaction: every step is
+        recorded, or nothing is written and a RelosError is raised (one step
+        refused fails the batch; the caller retries its parts alone to learn
+        which). A completion of a workflow no longer PENDING changes nothing and
+        is not an error. The work of many workflows goes in one commit."""
+
+    @abc.abstractmethod
     def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
         """Every recorded step of the workflow, by function_id. One read; the
         runtime calls it once per recovered workflow."""
@@ -329,10 +381,14 @@ class SystemStore(abc.ABC):
     def send(
         self, destination_id: str, topic: str, message: str, message_id: str,
         sender_workflow_id: str | None, now: int, step: StepRow | None,
-    ) -> None:
+    ) -> bool:
         """Queue a message for a workflow and, in the same transaction, record
         ``step`` if given. A second send with the same ``message_id`` is a no-op
-        (idempotency). Raises NonExistentWorkflowError for an unknown destination."""
+        (idempotency). Raises NonExistentWorkflowError for an unknown destination.
+        If the destination is suspended waiting for a message on ``topic``, its
+        wake-up time becomes ``now`` in the same transaction, and the call
+        returns True (else False): see :meth:`suspend_workflow` for why no
+        message can slip between a suspension and its wake-up."""
 
     @abc.abstractmethod
     def recv(self, destination_id: str, topic: str, step: StepRow, now: int) -> str | None:
@@ -344,11 +400,13 @@ class SystemStore(abc.ABC):
     def set_event(
         self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None,
         function_id: int | None = None,
-    ) -> None:
+    ) -> bool:
         """Set the workflow's event ``key`` (the history table keeps every value)
         and, in the same transaction, record ``step`` if given. The event is
         attributed to ``step``'s function ID, else to ``function_id`` (the step
-        it was set from), which is what a fork uses to copy it."""
+        it was set from), which is what a fork uses to copy it. The workflows
+        suspended waiting for this event get ``now`` as their wake-up time in
+        the same transaction; returns whether there were any."""
 
     @abc.abstractmethod
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
@@ -397,15 +455,18 @@ class SystemStore(abc.ABC):
     @abc.abstractmethod
     def dequeue(self, queue: QueueRow, owner: str, executor_id: str, now: int,
                 max_claim: int, application_version: str | None,
-                workflow_names: list[str]) -> list[WorkflowRow]:
+                workflow_names: list[str], *, take_unversioned: bool = True
+                ) -> list[WorkflowRow]:
         """Atomically claim up to ``max_claim`` eligible workflows of the queue
-        (ENQUEUED, or DELAYED whose delay passed; no application version or
-        ``application_version``; a function in ``workflow_names``, the ones the
-        caller can run), in priority then creation order, within the
+        (ENQUEUED, or DELAYED whose delay passed; application version
+        ``application_version``, or none when ``take_unversioned`` — the
+        caller runs the latest version; a function in ``workflow_names``, the
+        ones the caller can run), in priority then creation order, within the
         queue's global concurrency (per partition when partitioned) and rate
         limit. Claimed rows become PENDING, owned by ``owner``, with
-        ``started_at`` = now and their deadline starting now. No workflow is
-        ever claimed by two callers."""
+        ``started_at`` = now, their deadline starting now, and
+        ``application_version`` set (if it was none) so that only that
+        version recovers them. No workflow is ever claimed by two callers."""
 
     @abc.abstractmethod
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
@@ -451,6 +512,71 @@ class SystemStore(abc.ABC):
         ``new_last_tick`` (which must be larger). Of concurrent calls with the
         same expected value exactly one succeeds; returns whether this one did
         (False also when the schedule is gone)."""
+
+    # --- application versions -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_application_version(self, version_name: str, now: int) -> None:
+        """Record a version an executor launches with, if it is new: a new
+        version becomes the latest (its timestamp is ``now``, or one more than
+        the highest timestamp when that is not below ``now``), and its
+        ``created_at`` is ``now``. A known version is left unchanged, so a
+        relaunch of an old version never makes it the latest. One statement."""
+
+    @abc.abstractmethod
+    def list_application_versions(self) -> list[ApplicationVersion]:
+        """Every recorded version, the latest first (highest timestamp; ties by
+        name, descending)."""
+
+    @abc.abstractmethod
+    def get_latest_application_version(self) -> ApplicationVersion | None:
+        """The first version of :meth:`list_application_versions`, or None when
+        none is recorded."""
+
+    @abc.abstractmethod
+    def set_latest_application_version(self, version_name: str, now: int) -> bool:
+        """Make a recorded version the latest: its timestamp becomes ``now``, or
+        one more than the highest timestamp when that is not below ``now``
+        (so it is the latest even if this host's clock is behind). One
+        statement. Returns False when no version has that name."""
+
+    # --- suspended workflows ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def suspend_workflow(
+        self, workflow_id: str, owner: str, wake_at: int, now: int, *,
+        topic: str | None = None, event: tuple[str, str] | None = None,
+    ) -> int | None:
+        """Suspend a PENDING workflow owned by ``owner``: in one transaction
+        clear its owner and set its wake-up time to ``wake_at`` and what it
+        waits for — a message on ``topic`` (sent to itself), the event
+        ``event`` = (workflow ID, key), or neither (a sleep). If what it waits
+        for is already there, the wake-up time is ``now`` instead. The
+        transaction first locks the row of the workflow whose message or event
+        is awaited, as :meth:`send` and :meth:`set_event` do before writing,
+        so of a suspension and a concurrent send (or set_event) one sees the
+        other: the message is never left unnoticed until the timeout. Returns
+        the wake-up time written, or None when the workflow is not PENDING
+        with that owner (nothing changed)."""
+
+    @abc.abstractmethod
+    def claim_due_workflows(
+        self, owner: str, executor_id: str, now: int, limit: int,
+        application_version: str | None, workflow_names: list[str],
+    ) -> list[WorkflowRow]:
+        """Atomically claim up to ``limit`` suspended PENDING workflows whose
+        wake-up time is at or before ``now`` (earliest first), of application
+        version ``application_version`` or none, running a function in
+        ``workflow_names``: each becomes owned by ``owner`` (executor
+        ``executor_id``) and is no longer suspended. Recovery attempts are
+        unchanged (a suspension is not a crash). No workflow is ever claimed by
+        two callers; a CANCELLED one is never claimed."""
+
+    @abc.abstractmethod
+    def next_wake_time(self, application_version: str | None,
+                       workflow_names: list[str]) -> int | None:
+        """The earliest wake-up time of the suspended PENDING workflows that
+        :meth:`claim_due_workflows` with these arguments could claim, or None."""
 
     # --- retention --------------------------------------------------------------------
 

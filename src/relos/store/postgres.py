@@ -16,6 +16,7 @@ the store's prepared statements.
 
 from __future__ import annotations
 
+import json
 import re
 import select
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from relos import errors
 from relos.store import migrations, redact
-from relos.store.base import check_isolation
+from relos.store.base import STEP_COLUMNS, Completion, StepRow, check_isolation, record_type
 from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 try:
@@ -40,7 +41,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
-             "relos_streams": "streams", "relos_queues": "queues"}
+             "relos_streams": "streams", "relos_queues": "queues", "relos_wake": "wake"}
 
 
 def require_psycopg() -> None:
@@ -67,6 +68,11 @@ def _cursor(conn: Any) -> Any:
         cur = conn.cursor()
         conn._relos_cursor = cur
     return cur
+
+
+def _json_rows(rows: Sequence[Any]) -> str:
+    """Dataclass rows as one JSON array of objects (``json_to_recordset`` input)."""
+    return json.dumps([vars(r) for r in rows], separators=(",", ":"))
 
 
 class PostgresStore(SQLStore):
@@ -238,6 +244,39 @@ class PostgresStore(SQLStore):
             self._listener.join(timeout=5)
             self._listener = None
         self.pool.close()
+
+    def write_batch(self, steps: list[StepRow], completions: list[Completion]) -> None:
+        """One INSERT for all the step records and one UPDATE for all the
+        completions, each reading its rows from one JSON parameter: the client
+        encodes them in one call, the server does the per-row work."""
+        if len(steps) + len(completions) <= 1:
+            super().write_batch(steps, completions)  # the prepared one-row statements
+            return
+        p = self.prefix
+        with self._errors(), self._tx() as conn:
+            if steps:
+                n = conn.execute(self._insert_steps_sql, (_json_rows(steps),)).rowcount
+                if n != len(steps):  # raising rolls the batch back
+                    raise errors.WorkflowConflictError("a step record of the batch was refused")
+            if completions:
+                conn.execute(
+                    f"UPDATE {p}workflow_status w SET status = u.status, output = u.output, "
+                    f"error = u.error, updated_at = u.now, completed_at = u.now "
+                    f"FROM json_to_recordset(%s::json) AS u(workflow_id text, status text, "
+                    f"output text, error text, now bigint) "
+                    f"WHERE w.workflow_id = u.workflow_id AND w.status = 'PENDING'",
+                    (_json_rows(completions),))
+
+    @property
+    def _insert_steps_sql(self) -> str:
+        names = ", ".join(STEP_COLUMNS)
+        return (
+            f"INSERT INTO {self.prefix}operation_outputs ({names}) "
+            f"SELECT {names} FROM json_to_recordset(%s::json) AS u({record_type(StepRow)}) "
+            f"WHERE EXISTS (SELECT 1 FROM {self.prefix}workflow_status w "
+            f"WHERE w.workflow_id = u.workflow_id AND w.status = 'PENDING') "
+            f"ON CONFLICT (workflow_id, function_id) DO NOTHING"
+        )
 
     def raw_connection(self) -> Any:
         """A fresh autocommit connection (for tests and the benchmark floor)."""

@@ -24,7 +24,7 @@ WHERE workflow_id = :workflow_id AND status = 'PENDING'
 UPDATE {p}workflow_status
 SET owner = :new_owner, executor_id = :executor_id,
     recovery_attempts = recovery_attempts + 1, updated_at = :now
-WHERE workflow_id = :workflow_id AND status = 'PENDING'
+WHERE workflow_id = :workflow_id AND status = 'PENDING' AND wake_at_epoch_ms IS NULL
   AND COALESCE(owner, '') = COALESCE(CAST(:expected_owner AS TEXT), '')
 RETURNING {workflow_columns}
 

@@ -14,19 +14,30 @@ so a plain read first checks that there is anything to claim.
 
 from __future__ import annotations
 
+import json
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
-from relos.store.base import QUEUE_COLUMNS, WORKFLOW_COLUMNS, QueueRow, StepRow, WorkflowRow
+from relos.store.base import (
+    QUEUE_COLUMNS,
+    WORKFLOW_COLUMNS,
+    QueueRow,
+    StepRow,
+    WorkflowRow,
+    record_type,
+)
 
 if TYPE_CHECKING:
     from relos.store.sql import SQLStore
 
 _ELIGIBLE = (
     "queue_name = {q} AND (status = 'ENQUEUED' OR (status = 'DELAYED' AND "
-    "delay_until_epoch_ms <= {now})) AND (application_version IS NULL OR "
-    "application_version = {version})"
+    "delay_until_epoch_ms <= {now})) AND (application_version = {version}{unversioned})"
 )
+#: Added to _ELIGIBLE for a dequeuer running the latest application version:
+#: it alone takes the workflows enqueued without a version.
+_UNVERSIONED = " OR application_version IS NULL"
 # For SQLite: the condition of the partial index workflow_status_queue_idx,
 # which its planner does not infer from the OR above and needs to see to use
 # the index; without it a dequeue scans every workflow the queue ever had.
@@ -57,6 +68,8 @@ def get_queues(store: SQLStore, names: list[str] | None = None) -> list[QueueRow
 def enqueue(
     store: SQLStore, rows: list[WorkflowRow], step: StepRow | None = None
 ) -> list[WorkflowRow | None]:
+    if store.backend == "postgres" and rows:
+        return _enqueue_postgres(store, rows, step)
     results: list[WorkflowRow | None] = []
     with store._errors(), store._tx() as conn:
         for row in rows:
@@ -66,10 +79,53 @@ def enqueue(
                 results.append(_blocker(store, conn, row))
         if step is not None:
             store.record_step_in(conn, step)
-        if store.backend == "postgres":
-            for name in sorted({r.queue_name for r in rows if r.queue_name}):
-                conn.execute("SELECT pg_notify('relos_queues', %(q)s)", {"q": name})
     return results
+
+
+def _enqueue_postgres(
+    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None
+) -> list[WorkflowRow | None]:
+    """One INSERT for the whole batch (its trigger notifies the dequeuers);
+    without a parent's step to record, that statement is the transaction:
+    one round trip."""
+    sql, params = _bulk_insert(store.prefix, rows)
+    with store._errors():
+        if step is None:
+            with store._conn() as conn:
+                inserted = {r[0] for r in conn.execute(sql, params).fetchall()}
+                return [None if r.workflow_id in inserted else _blocker(store, conn, r)
+                        for r in rows]
+        with store._tx() as conn:
+            inserted = {r[0] for r in conn.execute(sql, params).fetchall()}
+            results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
+                       for r in rows]
+            store.record_step_in(conn, step)
+            return results
+
+
+def _bulk_insert(prefix: str, rows: list[WorkflowRow]) -> tuple[str, list[Any]]:
+    """An INSERT of ``rows`` as one statement. The columns whose value differs
+    between rows (usually just the IDs and the inputs) come from one JSON
+    parameter, read by ``json_to_recordset``; a column with one value for all
+    rows is one parameter."""
+    dicts = [vars(r) for r in rows]
+    first = dicts[0]
+    varying = [c for c in WORKFLOW_COLUMNS if len(set(map(itemgetter(c), dicts))) > 1]
+    kinds = dict(c.split(" ") for c in record_type(WorkflowRow).split(", "))
+    select = [f"u.{c}" if c in varying else f"%s::{kinds[c]}" for c in WORKFLOW_COLUMNS]
+    params: list[Any] = [first[c] for c in WORKFLOW_COLUMNS if c not in varying]
+    source = ""
+    if varying:
+        source = (" FROM json_to_recordset(%s::json) AS u("
+                  + ", ".join(f"{c} {kinds[c]}" for c in varying) + ")")
+        pick = itemgetter(*varying)
+        values = [pick(d) for d in dicts] if len(varying) > 1 else [
+            (pick(d),) for d in dicts]
+        params.append(json.dumps([dict(zip(varying, v, strict=True)) for v in values],
+                                 separators=(",", ":")))
+    sql = (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
+           f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id")
+    return sql, params
 
 
 def _blocker(store: SQLStore, conn: Any, row: WorkflowRow) -> WorkflowRow:
@@ -97,6 +153,7 @@ def dequeue(
     max_claim: int,
     application_version: str | None,
     workflow_names: list[str],
+    take_unversioned: bool = True,
 ) -> list[WorkflowRow]:
     if max_claim <= 0:
         return []
@@ -106,7 +163,8 @@ def dequeue(
         return []
     p = store.prefix
     postgres = store.backend == "postgres"
-    eligible = _ELIGIBLE.format(q=ph("queue_name"), now=ph("now"), version=ph("version"))
+    eligible = _ELIGIBLE.format(q=ph("queue_name"), now=ph("now"), version=ph("version"),
+                                unversioned=_UNVERSIONED if take_unversioned else "")
     if not postgres:
         eligible += _SQLITE_INDEX_HINT
     eligible += f" AND name IN ({store._in_list('fn', workflow_names, params)})"
@@ -117,6 +175,12 @@ def dequeue(
         # second, holding up the writes of running workflows.
         return []
     claimed: list[WorkflowRow] = []
+    if postgres and queue.concurrency is None and queue.rate_limit is None \
+            and not queue.partitioned:
+        # No budget to count: the claim is one statement, its own transaction.
+        params["room"] = max_claim
+        with store._errors(), store._conn() as conn:
+            return _claim(store, conn, eligible, params, owner, executor_id, now)
     with store._errors(), store._tx() as conn:
         if postgres and (queue.concurrency is not None or queue.rate_limit is not None):
             conn.execute(
@@ -180,30 +244,33 @@ def dequeue(
                 if room <= 0:
                     continue
             params["room"] = room
-            lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
-            ids = [
-                r[0]
-                for r in conn.execute(
-                    f"SELECT workflow_id FROM {p}workflow_status WHERE {where} "
-                    f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}{lock}",
-                    params,
-                ).fetchall()
-            ]
-            if not ids:
-                continue
-            upd: dict[str, Any] = {"owner": owner, "executor_id": executor_id, "now": now}
-            in_list = store._in_list("w", ids, upd)
-            rows = conn.execute(
-                f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
-                f"executor_id = {ph('executor_id')}, started_at = {ph('now')}, "
-                f"updated_at = {ph('now')}, recovery_attempts = recovery_attempts + 1, "
-                f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
-                f"ELSE {ph('now')} + timeout_ms END "
-                f"WHERE workflow_id IN ({in_list}) RETURNING {', '.join(WORKFLOW_COLUMNS)}",
-                upd,
-            ).fetchall()
-            found = {r[0]: WorkflowRow(*r) for r in rows}
-            claimed.extend(found[i] for i in ids if i in found)
+            claimed.extend(_claim(store, conn, where, params, owner, executor_id, now))
+    return claimed
+
+
+def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner: str,
+           executor_id: str, now: int) -> list[WorkflowRow]:
+    """Flip up to ``params["room"]`` eligible rows to PENDING under this owner,
+    first in priority order; one UPDATE whose sub-select picks them (skipping
+    rows another dequeuer has locked, on PostgreSQL). The claimed rows, in
+    priority order."""
+    ph, p = store._ph, store.prefix
+    lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
+    params = {**params, "owner": owner, "executor_id": executor_id, "now": now}
+    rows = conn.execute(
+        f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
+        f"executor_id = {ph('executor_id')}, started_at = {ph('now')}, "
+        f"updated_at = {ph('now')}, recovery_attempts = recovery_attempts + 1, "
+        f"application_version = COALESCE(application_version, {ph('version')}), "
+        f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
+        f"ELSE {ph('now')} + timeout_ms END "
+        f"WHERE workflow_id IN (SELECT workflow_id FROM {p}workflow_status WHERE {where} "
+        f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}{lock}) "
+        f"RETURNING {', '.join(WORKFLOW_COLUMNS)}",
+        params,
+    ).fetchall()
+    claimed = [WorkflowRow(*r) for r in rows]
+    claimed.sort(key=lambda r: (r.priority, r.created_at, r.workflow_id))
     return claimed
 
 

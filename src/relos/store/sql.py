@@ -31,7 +31,7 @@ from operator import attrgetter, itemgetter
 from typing import Any, NoReturn
 
 from relos import errors
-from relos.store import base, queue_sql, schedule_sql
+from relos.store import base, queue_sql, schedule_sql, suspension_sql, version_sql
 from relos.store.base import (
     EXECUTOR_COLUMNS,
     QUEUE_COLUMNS,
@@ -322,7 +322,7 @@ class SQLStore(base.SystemStore):
         params: dict[str, Any] = {}
         sql = (f"SELECT workflow_id, owner, application_version "
                f"FROM {self.prefix}workflow_status "
-               f"WHERE status = 'PENDING' AND executor_id IN "
+               f"WHERE status = 'PENDING' AND wake_at_epoch_ms IS NULL AND executor_id IN "
                f"({self._in_list('e', executor_ids, params)}) ORDER BY created_at")
         return [(r[0], r[1], r[2]) for r in self._all(sql, params)]
 
@@ -383,6 +383,19 @@ class SQLStore(base.SystemStore):
             if conn.execute(self.q["insert_step"], vars(step)).rowcount != 1:
                 self._step_refused(step)
 
+    def write_batch(self, steps: list[StepRow], completions: list[base.Completion]) -> None:
+        ins, done = self._insert_step, self._complete_workflow
+        with self._errors(), self._tx() as conn:
+            cur = conn.cursor()
+            if steps:
+                cur.executemany(ins.sql, [ins.of_row(s) for s in steps])
+                if cur.rowcount != len(steps):  # raising rolls the batch back
+                    if len(steps) == 1:
+                        self._step_refused(steps[0])
+                    raise errors.WorkflowConflictError("a step record of the batch was refused")
+            if completions:
+                cur.executemany(done.sql, [done.of_row(c) for c in completions])
+
     def _step_refused(self, step: StepRow) -> None:
         """Explain why insert_step changed nothing (the rare path: one read)."""
         row = self.get_workflow(step.workflow_id)
@@ -423,11 +436,19 @@ class SQLStore(base.SystemStore):
     def send(
         self, destination_id: str, topic: str, message: str, message_id: str,
         sender_workflow_id: str | None, now: int, step: StepRow | None,
-    ) -> None:
+    ) -> bool:
         params = {"message_id": message_id, "destination_id": destination_id, "topic": topic,
                   "message": message, "sender_workflow_id": sender_workflow_id, "now": now}
-        self._write_for(destination_id,
-                        lambda conn: conn.execute(self.q["insert_message"], params), step)
+        woke: list[bool] = []
+
+        def work(conn: Any) -> None:
+            # The destination's row lock first (see suspension_sql).
+            conn.execute(self.q["lock_workflow"], {"workflow_id": destination_id})
+            conn.execute(self.q["insert_message"], params)
+            woke.append(suspension_sql.wake_receiver(self, conn, destination_id, topic, now))
+
+        self._write_for(destination_id, work, step)
+        return bool(woke and woke[0])
 
     def recv(self, destination_id: str, topic: str, step: StepRow, now: int) -> str | None:
         params = {"destination_id": destination_id, "topic": topic, "now": now,
@@ -443,11 +464,19 @@ class SQLStore(base.SystemStore):
     def set_event(
         self, workflow_id: str, key: str, value: str, now: int, step: StepRow | None,
         function_id: int | None = None,
-    ) -> None:
+    ) -> bool:
         params = {"workflow_id": workflow_id, "key": key, "value": value, "now": now,
                   "function_id": step.function_id if step else function_id}
-        self._write_for(workflow_id,
-                        lambda conn: conn.execute(self.q["set_event"], params), step)
+        woke: list[bool] = []
+
+        def work(conn: Any) -> None:
+            # The workflow's row lock first (see suspension_sql).
+            conn.execute(self.q["lock_workflow"], params)
+            conn.execute(self.q["set_event"], params)
+            woke.append(suspension_sql.wake_event_waiters(self, conn, workflow_id, key, now))
+
+        self._write_for(workflow_id, work, step)
+        return bool(woke and woke[0])
 
     def get_event(self, workflow_id: str, key: str) -> tuple[bool, str | None]:
         st = self.st["get_event"]
@@ -499,9 +528,10 @@ class SQLStore(base.SystemStore):
 
     def dequeue(self, queue: base.QueueRow, owner: str, executor_id: str, now: int,
                 max_claim: int, application_version: str | None,
-                workflow_names: list[str]) -> list[WorkflowRow]:
+                workflow_names: list[str], *, take_unversioned: bool = True
+                ) -> list[WorkflowRow]:
         return queue_sql.dequeue(self, queue, owner, executor_id, now, max_claim,
-                                 application_version, workflow_names)
+                                 application_version, workflow_names, take_unversioned)
 
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now)
@@ -526,6 +556,40 @@ class SQLStore(base.SystemStore):
     def advance_schedule(self, name: str, expected_last_tick: int, new_last_tick: int,
                          now: int) -> bool:
         return schedule_sql.advance_schedule(self, name, expected_last_tick, new_last_tick, now)
+
+    # --- application versions (SQL in version_sql.py) ------------------------------------
+
+    def register_application_version(self, version_name: str, now: int) -> None:
+        version_sql.register_application_version(self, version_name, now)
+
+    def list_application_versions(self) -> list[base.ApplicationVersion]:
+        return version_sql.list_application_versions(self)
+
+    def get_latest_application_version(self) -> base.ApplicationVersion | None:
+        return version_sql.get_latest_application_version(self)
+
+    def set_latest_application_version(self, version_name: str, now: int) -> bool:
+        return version_sql.set_latest_application_version(self, version_name, now)
+
+    # --- suspended workflows (SQL in suspension_sql.py) -----------------------------------
+
+    def suspend_workflow(
+        self, workflow_id: str, owner: str, wake_at: int, now: int, *,
+        topic: str | None = None, event: tuple[str, str] | None = None,
+    ) -> int | None:
+        return suspension_sql.suspend_workflow(self, workflow_id, owner, wake_at, now,
+                                               topic, event)
+
+    def claim_due_workflows(
+        self, owner: str, executor_id: str, now: int, limit: int,
+        application_version: str | None, workflow_names: list[str],
+    ) -> list[WorkflowRow]:
+        return suspension_sql.claim_due_workflows(self, owner, executor_id, now, limit,
+                                                  application_version, workflow_names)
+
+    def next_wake_time(self, application_version: str | None,
+                       workflow_names: list[str]) -> int | None:
+        return suspension_sql.next_wake_time(self, application_version, workflow_names)
 
     # --- retention --------------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""A million tiny tasks through a relos queue, end to end, beside the raw floor.
+
+relos: one launched process enqueues ``--tasks`` tiny workflows with
+``queue.enqueue_many`` (``--batch`` per call, one round trip each) while its
+queue runner claims and runs them; the clock runs from the first enqueue to
+the last task's SUCCESS committed. A task is a workflow whose body is the
+task (no step): its row goes ENQUEUED -> PENDING -> SUCCESS with its output,
+every change in the status history, queryable by SQL all along. A progress
+bar shows the tasks done.
+
+Floor: the same number of rows in a bare table, inserted ``--batch`` per
+transaction (one multi-row INSERT), then drained by batched claim-and-complete
+with psycopg: per transaction, claim ``--batch`` rows (UPDATE ... RETURNING
+with FOR UPDATE SKIP LOCKED) and mark them done (one UPDATE); no history, no
+indexes beyond the key and the status.
+
+Usage::
+
+    python benchmarks/bench_tasks.py --tasks 1000000
+    python benchmarks/bench_tasks.py --tasks 100000 --backend sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from relos import DBOS, Queue
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench_queue import StatusCounter, database  # noqa: E402
+
+tasks_queue = Queue("bench.tasks")
+_done = 0
+_done_lock = threading.Lock()
+
+
+@DBOS.workflow(name="bench.tiny")
+def tiny(i: int) -> int:
+    global _done
+    with _done_lock:  # for the progress bar only; the figures come from SQL
+        _done += 1
+    return i * 2
+
+
+def run_relos(url: str, tasks: int, batch: int, threads: int) -> dict[str, Any]:
+    DBOS.destroy()
+    DBOS.listen_queues(["bench.tasks"])
+    DBOS(config={"system_database_url": url, "log_level": "WARNING",
+                 "max_workflow_threads": threads})
+    DBOS.launch()
+    count = StatusCounter(url)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, transient=False) as bar:
+            enq = bar.add_task("enqueued", total=tasks)
+            run = bar.add_task("done    ", total=tasks)
+            t0 = time.perf_counter()
+            enqueued_at = t0
+            for start in range(0, tasks, batch):
+                n = min(batch, tasks - start)
+                tasks_queue.enqueue_many(tiny, [(i,) for i in range(start, start + n)])
+                bar.update(enq, completed=start + n)
+                bar.update(run, completed=_done)
+                enqueued_at = time.perf_counter()
+            while True:
+                bar.update(run, completed=min(_done, tasks))
+                if _done >= tasks and count("SUCCESS") >= tasks:
+                    break
+                time.sleep(0.2)
+            elapsed = time.perf_counter() - t0
+        succeeded = count("SUCCESS")
+        left = count("ENQUEUED") + count("PENDING")
+    finally:
+        DBOS.destroy()
+        count.close()
+    return {"tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
+            "enqueue_per_s": tasks / (enqueued_at - t0), "succeeded": succeeded,
+            "left_unfinished": left}
+
+
+def run_floor(url: str, tasks: int, batch: int) -> dict[str, Any]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE floor_tiny (id BIGINT PRIMARY KEY, status TEXT NOT NULL, "
+                     "inputs TEXT, output TEXT, owner TEXT)")
+        conn.execute("CREATE INDEX floor_tiny_status ON floor_tiny (status, id)")
+        t0 = time.perf_counter()
+        for start in range(0, tasks, batch):
+            ids = list(range(start, min(tasks, start + batch)))
+            conn.execute("INSERT INTO floor_tiny (id, status, inputs) "
+                         "SELECT i, 'ENQUEUED', '[1]' FROM unnest(%s::bigint[]) AS i", (ids,))
+        enqueued = time.perf_counter()
+        done = 0
+        while True:
+            with conn.transaction():
+                claimed = [r[0] for r in conn.execute(
+                    "UPDATE floor_tiny SET status = 'PENDING', owner = 'me' WHERE id IN "
+                    "(SELECT id FROM floor_tiny WHERE status = 'ENQUEUED' ORDER BY id "
+                    "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id", (batch,)).fetchall()]
+                if not claimed:
+                    break
+                conn.execute("UPDATE floor_tiny SET status = 'SUCCESS', output = '2' "
+                             "WHERE id = ANY(%s)", (claimed,))
+            done += len(claimed)
+        finished = time.perf_counter()
+    return {"tasks": done, "seconds": finished - t0, "per_s": done / (finished - t0),
+            "enqueue_per_s": tasks / (enqueued - t0),
+            "drain_per_s": done / (finished - enqueued)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="postgres")
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=64, help="max_workflow_threads")
+    parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    out: dict[str, Any] = {"backend": args.backend}
+    with database(args.backend) as url:
+        out["relos"] = run_relos(url, args.tasks, args.batch, args.threads)
+    if not args.no_floor and args.backend == "postgres":
+        with database(args.backend) as url:
+            out["floor"] = run_floor(url, args.tasks, args.batch)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    r = out["relos"]
+    print(f"relos  {args.backend}: {r['tasks']:,} tasks in {r['seconds']:.1f} s = "
+          f"{r['per_s']:,.0f} tasks/s end to end (enqueue {r['enqueue_per_s']:,.0f}/s); "
+          f"{r['succeeded']:,} SUCCESS, {r['left_unfinished']} left unfinished")
+    if "floor" in out:
+        f = out["floor"]
+        print(f"floor  {args.backend}: {f['tasks']:,} rows in {f['seconds']:.1f} s = "
+              f"{f['per_s']:,.0f} tasks/s end to end (insert {f['enqueue_per_s']:,.0f}/s, "
+              f"claim-and-complete {f['drain_per_s']:,.0f}/s)")
+        print(f"relos/floor: {r['per_s'] / f['per_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
