@@ -10,6 +10,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from relos import errors
 from relos.store.base import CANCELLED, PENDING, SystemStore, WorkflowRow
 
 T0 = 1_700_000_000_000
@@ -152,3 +155,18 @@ def test_concurrent_claims_take_each_due_workflow_once(store, make_workflow, con
     counts = Counter(w for got in results for w in got)
     assert sorted(counts) == [f"w{i:02d}" for i in range(60)]
     assert set(counts.values()) == {1}
+
+
+def test_suspend_records_the_wait_s_step_in_the_same_transaction(store, make_workflow,
+                                                                   make_step):
+    store.insert_workflow(make_workflow("w", owner="o1"))
+    step = make_step("w", 0, function_name="DBOS.sleep", output=str(T0 + 9000))
+    assert store.suspend_workflow("w", "o1", T0 + 9000, T0, step=step) == T0 + 9000
+    assert store.load_steps("w")[0].output == str(T0 + 9000)
+    # Refused (the workflow is cancelled): neither the step nor the suspension.
+    store.insert_workflow(make_workflow("c", owner="o1", status=CANCELLED))
+    with pytest.raises(errors.WorkflowCancelledError):
+        store.suspend_workflow("c", "o1", T0 + 9000, T0, step=make_step("c", 0))
+    assert store.load_steps("c") == {}
+    row = store.get_workflow("c")
+    assert row is not None and row.wake_at_epoch_ms is None and row.owner == "o1"

@@ -272,3 +272,20 @@ def test_suspension_can_be_turned_off(launch):
                        for s in DBOS.list_workflow_steps(wid)))
     DBOS.send(wid, "x", topic="t")
     assert handle.get_result(timeout_seconds=30) == ["x", None]
+
+
+def test_resume_leaves_a_suspended_workflow_alone_and_revives_a_cancelled_one(launch):
+    launch(suspend_after_seconds=0)
+    wid = new_id("resume")
+    with SetWorkflowID(wid), SetWorkflowTimeout(600):
+        handle = DBOS.start_workflow(susp_sleeper, 1.0)
+    eventually(lambda: is_suspended(wid))
+    before = row(wid)
+    DBOS.resume_workflow(wid)  # not stuck: nothing to do
+    after = row(wid)
+    assert (after.deadline_epoch_ms, after.wake_at_epoch_ms, after.recovery_attempts) == (
+        before.deadline_epoch_ms, before.wake_at_epoch_ms, before.recovery_attempts)
+    DBOS.cancel_workflow(wid)
+    DBOS.resume_workflow(wid)  # PENDING again; its sleep goes on where it was
+    assert handle.get_result(timeout_seconds=30)[1] == "after-done"
+    assert runs[(wid, "before")] == 1 and runs[(wid, "after")] == 1

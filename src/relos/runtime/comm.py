@@ -66,7 +66,10 @@ def sleep_until(rt: Runtime, seconds: float) -> tuple[WorkflowContext | None, fl
     ctx.check_cancelled()
     started = _now()
     end_ms = started + int(seconds * 1000)
-    rt.store.record_step(_row(rt, ctx, fid, "DBOS.sleep", str(end_ms), started))
+    step = _row(rt, ctx, fid, "DBOS.sleep", str(end_ms), started)
+    # A long sleep is suspended at once, its record written with the suspension.
+    suspension.check_sleep(rt, ctx, end_ms / 1000, step)
+    rt.store.record_step(step)
     return ctx, end_ms / 1000
 
 

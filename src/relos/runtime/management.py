@@ -53,6 +53,8 @@ def resume(rt: Runtime, workflow_id: str) -> None:
         return
     if row.status == PENDING and (rt.active(workflow_id) or rt.owner_alive(row.owner)):
         return
+    if row.status == PENDING and row.wake_at_epoch_ms is not None:
+        return  # suspended, not stuck: it resumes when due
     registry.get_workflow(row.name)
     # A cancelled (or just failed) run here may still be unwinding: it stops at
     # its next step. Let it go first, or two runs of one workflow would race.

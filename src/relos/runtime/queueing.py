@@ -388,7 +388,9 @@ class QueueRunner:
         with self._lock:
             self._running[name] -= 1
             self._finished_count += 1
-        if self._ready or self.rt.free_workflow_slots() > 0:
-            # (A worker concurrency just freed up; a free slot also wakes the
-            # dequeuer when the workflow is untracked.)
+        stored, local = self._settings.get(name), queues.get(name)
+        if (stored is not None and stored.worker_concurrency is not None) or (
+                local is not None and local.row.worker_concurrency is not None):
+            # The queue's worker concurrency has room again (a free thread
+            # wakes the dequeuer by itself, see Runtime.release_thread).
             self.rt.notifier.notify("queues", "*")

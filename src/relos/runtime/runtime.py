@@ -210,10 +210,12 @@ class Runtime:
     def untrack(self, workflow_id: str) -> None:
         with self._active_lock:
             aw = self._active.pop(workflow_id, None)
-            if aw is not None and aw.committing:
+            freed = aw is None or not aw.committing  # (else release_thread freed it)
+            if not freed:
                 self._committing -= 1
         self.notifier.notify("status", workflow_id)
-        self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
+        if freed:
+            self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
 
     def active(self, workflow_id: str) -> ActiveWorkflow | None:
         with self._active_lock:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from relos import errors
 from relos.runtime import registry
 from relos.runtime.context import WorkflowContext
-from relos.store.base import PENDING
+from relos.store.base import PENDING, StepRow
 
 if TYPE_CHECKING:
     from relos.runtime.runtime import ActiveWorkflow, Runtime
@@ -58,22 +58,27 @@ class Suspend(BaseException):  # noqa: N818 - a signal, not an error
     the code that runs the workflow, never seen by the user."""
 
     def __init__(self, wake_at_ms: int, topic: str | None = None,
-                 event: tuple[str, str] | None = None) -> None:
+                 event: tuple[str, str] | None = None, step: StepRow | None = None) -> None:
         super().__init__(wake_at_ms)
         self.wake_at_ms = wake_at_ms
         #: What the workflow waits for: a message on ``topic``, or the event
         #: (workflow ID, key); neither for a sleep.
         self.topic = topic
         self.event = event
+        #: The sleep's record, not written yet: it goes with the suspension.
+        self.step = step
 
 
-def check_sleep(rt: Runtime, ctx: WorkflowContext, end: float) -> None:
+def check_sleep(rt: Runtime, ctx: WorkflowContext, end: float,
+                step: StepRow | None = None) -> None:
     """Suspend the workflow (raise :class:`Suspend`) if its sleep until ``end``
-    (epoch seconds) lasts longer than the threshold."""
+    (epoch seconds) lasts longer than the threshold. ``step`` is the sleep's
+    record when it is not written yet (a first run): the suspension writes it
+    in its own transaction, one commit for both."""
     after = rt.config.suspend_after_seconds
     if after is not None and end - time.time() > after:
         ctx.check_cancelled()
-        raise Suspend(int(end * 1000))
+        raise Suspend(int(end * 1000), step=step)
 
 
 def check_wait(rt: Runtime, ctx: WorkflowContext, end: float, waited: float, *,
@@ -105,7 +110,8 @@ def write(rt: Runtime, aw: ActiveWorkflow, signal: Suspend) -> None:
     try:
         ctx.flush()
         written = rt.store.suspend_workflow(ctx.workflow_id, rt.instance_id, wake_at, now,
-                                            topic=signal.topic, event=signal.event)
+                                            topic=signal.topic, event=signal.event,
+                                            step=signal.step)
         row = None if written is not None else rt.store.get_workflow(ctx.workflow_id)
     except errors.RelosError as exc:
         aw.future.set_exception(exc)
@@ -169,7 +175,7 @@ class Waker:
         if room <= 0:
             # Every thread is busy: look again soon (a finishing workflow
             # does not announce itself to the waker).
-            return min(poll, 0.05)
+            return min(poll, 0.005)
         rows = rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, _now(),
                                             room, rt.app_version, names)
         for row in rows:

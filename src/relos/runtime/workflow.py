@@ -284,6 +284,19 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bo
         ctx.unwritten = []
         aw.future.set_exception(exc)
         return False
+    if ctx.deadline_epoch_ms is not None and _now() >= ctx.deadline_epoch_ms:
+        # Failed past its deadline (typically because what it awaited was
+        # cancelled by the same deadline): the outcome is the cancellation,
+        # whichever the deadline reached first.
+        ctx.unwritten = []
+        try:
+            rt.store.set_workflow_status(ctx.workflow_id, CANCELLED, _now(),
+                                         only_if=frozenset({PENDING}))
+        except errors.RelosError as store_exc:
+            logger.error("cannot cancel workflow %s past its deadline: %s", ctx.workflow_id,
+                         store_exc)
+        aw.future.set_exception(errors.WorkflowCancelledError(ctx.workflow_id))
+        return False
     try:
         error = serialization.serialize_exception(rt.serializer, exc)
     except errors.RelosError as ser_exc:

@@ -546,6 +546,7 @@ class SystemStore(abc.ABC):
     def suspend_workflow(
         self, workflow_id: str, owner: str, wake_at: int, now: int, *,
         topic: str | None = None, event: tuple[str, str] | None = None,
+        step: StepRow | None = None,
     ) -> int | None:
         """Suspend a PENDING workflow owned by ``owner``: in one transaction
         clear its owner and set its wake-up time to ``wake_at`` and what it
@@ -555,9 +556,11 @@ class SystemStore(abc.ABC):
         transaction first locks the row of the workflow whose message or event
         is awaited, as :meth:`send` and :meth:`set_event` do before writing,
         so of a suspension and a concurrent send (or set_event) one sees the
-        other: the message is never left unnoticed until the timeout. Returns
-        the wake-up time written, or None when the workflow is not PENDING
-        with that owner (nothing changed)."""
+        other: the message is never left unnoticed until the timeout. ``step``
+        (the wait's own record), if given, is recorded in the same transaction
+        as by :meth:`record_step` (its errors roll the suspension back).
+        Returns the wake-up time written, or None when the workflow is not
+        PENDING with that owner (nothing changed)."""
 
     @abc.abstractmethod
     def claim_due_workflows(

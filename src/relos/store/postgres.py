@@ -257,6 +257,8 @@ class PostgresStore(SQLStore):
             if steps:
                 n = conn.execute(self._insert_steps_sql, (_json_rows(steps),)).rowcount
                 if n != len(steps):  # raising rolls the batch back
+                    if len(steps) == 1:
+                        self._step_refused(steps[0])  # says why
                     raise errors.WorkflowConflictError("a step record of the batch was refused")
             if completions:
                 conn.execute(

@@ -71,6 +71,18 @@ def enqueue(
     if store.backend == "postgres" and rows:
         return _enqueue_postgres(store, rows, step)
     results: list[WorkflowRow | None] = []
+    if len(rows) > 1 and step is None:
+        # The usual batch (fresh IDs, nothing to deduplicate against): one
+        # executemany; should any row be kept out, roll it back and redo the
+        # batch row by row below, to learn which rows and why.
+        try:
+            with store._errors(), store._tx() as conn:
+                if conn.executemany(store.q["insert_queued"],
+                                    [vars(r) for r in rows]).rowcount == len(rows):
+                    return [None] * len(rows)
+                raise _RowByRow
+        except _RowByRow:
+            pass
     with store._errors(), store._tx() as conn:
         for row in rows:
             if conn.execute(store.q["insert_queued"], vars(row)).rowcount == 1:
@@ -80,6 +92,10 @@ def enqueue(
         if step is not None:
             store.record_step_in(conn, step)
     return results
+
+
+class _RowByRow(Exception):
+    """Rolls a bulk insert back to redo it row by row."""
 
 
 def _enqueue_postgres(

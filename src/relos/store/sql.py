@@ -576,9 +576,10 @@ class SQLStore(base.SystemStore):
     def suspend_workflow(
         self, workflow_id: str, owner: str, wake_at: int, now: int, *,
         topic: str | None = None, event: tuple[str, str] | None = None,
+        step: StepRow | None = None,
     ) -> int | None:
         return suspension_sql.suspend_workflow(self, workflow_id, owner, wake_at, now,
-                                               topic, event)
+                                               topic, event, step)
 
     def claim_due_workflows(
         self, owner: str, executor_id: str, now: int, limit: int,

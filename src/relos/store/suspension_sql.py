@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from relos.store.base import WORKFLOW_COLUMNS, WorkflowRow
+from relos.store.base import WORKFLOW_COLUMNS, StepRow, WorkflowRow
 
 if TYPE_CHECKING:
     from relos.store.sql import SQLStore
@@ -41,7 +41,8 @@ def event_wait(workflow_id: str, key: str) -> str:
 
 
 def suspend_workflow(store: SQLStore, workflow_id: str, owner: str, wake_at: int, now: int,
-                     topic: str | None, event: tuple[str, str] | None) -> int | None:
+                     topic: str | None, event: tuple[str, str] | None,
+                     step: StepRow | None) -> int | None:
     p, ph = store.prefix, store._ph
     params: dict[str, Any] = {"workflow_id": workflow_id, "owner": owner, "wake_at": wake_at,
                               "now": now, "waiting_for": None}
@@ -68,6 +69,10 @@ def suspend_workflow(store: SQLStore, workflow_id: str, owner: str, wake_at: int
             # Critical section: from here to the commit, no send to (or
             # set_event of) the target can commit unseen (module docstring).
             conn.execute(store.q["lock_workflow"], {"workflow_id": params["target"]})
+        if step is not None:
+            # Refused (not PENDING, or recorded by another process): raises,
+            # rolling everything back.
+            store.record_step_in(conn, step)
         r = conn.execute(sql, params).fetchone()
     return None if r is None else int(r[0])
 
