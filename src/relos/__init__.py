@@ -33,6 +33,7 @@ from relos.errors import (
     WorkflowCancelledError,
     WorkflowConflictError,
     WorkflowNotRegisteredError,
+    WorkflowSuspendedError,
 )
 from relos.queues import Queue, SetEnqueueOptions
 from relos.runtime.context import SetWorkflowID, SetWorkflowTimeout
@@ -80,6 +81,7 @@ __all__ = [
     "WorkflowNotRegisteredError",
     "NonExistentWorkflowError",
     "WorkflowConflictError",
+    "WorkflowSuspendedError",
     "NonDeterministicWorkflowError",
     "WorkflowCancelledError",
     "AwaitedWorkflowCancelledError",

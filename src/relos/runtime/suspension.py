@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from relos import errors
 from relos.runtime import registry
 from relos.runtime.context import WorkflowContext
-from relos.store.base import PENDING, StepRow
+from relos.store.base import PENDING, StepRow, WorkflowRow
 
 if TYPE_CHECKING:
     from relos.runtime.runtime import ActiveWorkflow, Runtime
@@ -136,6 +136,10 @@ class Waker:
         #: When the waker next looks (epoch ms); _LOOKING while it looks now
         #: (a note then makes it look once more: the round may have missed it).
         self._planned_ms = _LOOKING
+        #: Claimed workflows handed to the workflow threads and not yet
+        #: tracked there (they will take a thread: the next claim leaves room).
+        self._starting = 0
+        self._lock = threading.Lock()
 
     def note(self, wake_at_ms: int) -> None:
         """A workflow was suspended (or woken) here: look earlier if it is due
@@ -166,11 +170,11 @@ class Waker:
     def round(self) -> float:
         """Claim and resume the due workflows this process has room for; how
         long to wait before the next round (at most one poll interval)."""
-        from relos.runtime import workflow
-
         rt = self.rt
         poll = rt.poll_interval
-        room = min(rt.free_workflow_slots(), CLAIM_BATCH)
+        with self._lock:
+            starting = self._starting
+        room = min(rt.free_workflow_slots() - starting, CLAIM_BATCH)
         names = sorted(registry.workflows())
         if room <= 0:
             # Every thread is busy: look again soon (a finishing workflow
@@ -178,15 +182,18 @@ class Waker:
             return min(poll, 0.005)
         rows = rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, _now(),
                                             room, rt.app_version, names)
-        for row in rows:
-            try:
-                start = workflow.adopt(rt, row, load_steps=True)
-                if start is not None and start.run is not None:
-                    workflow.dispatch(rt, registry.get_workflow(row.name), start)
-            except errors.RelosError as exc:
-                # Claimed but not running: it stays PENDING under this live
-                # owner until this process stops, as a failed recovery does.
-                logger.error("cannot resume suspended workflow %s: %s", row.workflow_id, exc)
+        if rows:
+            with self._lock:
+                self._starting += len(rows)
+            for i, row in enumerate(rows):
+                # Its steps are loaded on the thread that runs it, not here:
+                # the waker goes on claiming meanwhile.
+                try:
+                    rt.workflow_pool.submit(self._resume, row)
+                except RuntimeError:  # shutting down: recovered after this process
+                    with self._lock:
+                        self._starting -= len(rows) - i
+                    raise
         if len(rows) == room:
             return 0.0
         nxt = rt.store.next_wake_time(rt.app_version, names)
@@ -195,6 +202,30 @@ class Waker:
         delay = min(poll, max(0.0, (nxt - _now()) / 1000))
         # Due but not claimed: another executor holds it this instant.
         return delay if delay > 0 or rows else min(poll, 0.01)
+
+
+    def _resume(self, row: WorkflowRow) -> None:
+        """On a workflow thread: load a claimed workflow's steps and replay it."""
+        from relos.runtime import workflow
+
+        rt = self.rt
+        try:
+            start = workflow.adopt(rt, row, load_steps=True)
+        except errors.RelosError as exc:
+            # Claimed but not running: it stays PENDING under this live owner
+            # until this process stops, as a workflow whose recovery failed.
+            logger.error("cannot resume suspended workflow %s: %s", row.workflow_id, exc)
+            return
+        finally:
+            with self._lock:
+                self._starting -= 1
+        if start is None or start.run is None:
+            return
+        info = registry.get_workflow(row.name)
+        if info.is_async:
+            workflow.dispatch(rt, info, start)
+        else:
+            workflow.execute(rt, info, start)
 
 
 def _now() -> int:

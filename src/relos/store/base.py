@@ -13,6 +13,7 @@ interprets user values. Times are integer milliseconds since the Unix epoch.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class StepRow:
 STEP_COLUMNS: tuple[str, ...] = tuple(StepRow.__dataclass_fields__)
 
 
+@functools.cache
 def record_type(row_class: type) -> str:
     """The column definition list of ``json_to_recordset`` for a row dataclass
     on PostgreSQL (its ``int`` fields are bigint, the rest text)."""

@@ -252,6 +252,10 @@ class PostgresStore(SQLStore):
         if len(steps) + len(completions) <= 1:
             super().write_batch(steps, completions)  # the prepared one-row statements
             return
+        if len(steps) == 1 and len(completions) == 1 \
+                and steps[0].workflow_id == completions[0].workflow_id:
+            self._complete_with_step(steps[0], completions[0])
+            return
         p = self.prefix
         with self._errors(), self._tx() as conn:
             if steps:
@@ -268,6 +272,30 @@ class PostgresStore(SQLStore):
                     f"output text, error text, now bigint) "
                     f"WHERE w.workflow_id = u.workflow_id AND w.status = 'PENDING'",
                     (_json_rows(completions),))
+
+    def _complete_with_step(self, step: StepRow, done: Completion) -> None:
+        """A workflow's last step record and its completion in one statement
+        (one round trip, one commit): the completion applies only if the step
+        was recorded."""
+        names = ", ".join(STEP_COLUMNS)
+        marks = ", ".join(["%s"] * len(STEP_COLUMNS))
+        p = self.prefix
+        sql = (
+            f"WITH s AS (INSERT INTO {p}operation_outputs ({names}) SELECT {marks} "
+            f"WHERE EXISTS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = %s "
+            f"AND status = 'PENDING') ON CONFLICT (workflow_id, function_id) DO NOTHING "
+            f"RETURNING 1) "
+            f"UPDATE {p}workflow_status SET status = %s, output = %s, error = %s, "
+            f"updated_at = %s, completed_at = %s "
+            f"WHERE workflow_id = %s AND status = 'PENDING' AND EXISTS (SELECT 1 FROM s) "
+            f"RETURNING (SELECT COUNT(*) FROM s)")
+        args = (*(getattr(step, c) for c in STEP_COLUMNS), step.workflow_id, done.status,
+                done.output, done.error, done.now, done.now, done.workflow_id)
+        with self._errors():
+            if self._execute(sql, args, ONE) is None:
+                # Not completed: the step was refused, or the workflow stopped
+                # being PENDING meanwhile (cancelled): say which.
+                self._step_refused(step)
 
     @property
     def _insert_steps_sql(self) -> str:

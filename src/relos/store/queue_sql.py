@@ -76,9 +76,9 @@ def enqueue(
         # executemany; should any row be kept out, roll it back and redo the
         # batch row by row below, to learn which rows and why.
         try:
+            ins = store.st["insert_queued"]
             with store._errors(), store._tx() as conn:
-                if conn.executemany(store.q["insert_queued"],
-                                    [vars(r) for r in rows]).rowcount == len(rows):
+                if conn.executemany(ins.sql, [ins.of_row(r) for r in rows]).rowcount == len(rows):
                     return [None] * len(rows)
                 raise _RowByRow
         except _RowByRow:

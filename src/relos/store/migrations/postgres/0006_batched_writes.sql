@@ -22,9 +22,12 @@ BEGIN
     SELECT workflow_id, status, owner, executor_id, recovery_attempts, authenticated_user,
            updated_at
     FROM new_rows;
-    PERFORM pg_notify('relos_queues', q.queue_name)
-    FROM (SELECT DISTINCT queue_name FROM new_rows
-          WHERE status = 'ENQUEUED' AND queue_name IS NOT NULL) q;
+    IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'ENQUEUED' AND queue_name IS NOT NULL)
+    THEN
+        PERFORM pg_notify('relos_queues', q.queue_name)
+        FROM (SELECT DISTINCT queue_name FROM new_rows
+              WHERE status = 'ENQUEUED' AND queue_name IS NOT NULL) q;
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER workflow_status_insert_history AFTER INSERT ON {p}workflow_status
@@ -39,11 +42,14 @@ BEGIN
            n.authenticated_user, n.updated_at
     FROM new_rows n JOIN old_rows o ON o.workflow_id = n.workflow_id
     WHERE o.status IS DISTINCT FROM n.status OR o.owner IS DISTINCT FROM n.owner;
-    PERFORM pg_notify('relos_queues', q.queue_name)
-    FROM (SELECT DISTINCT n.queue_name FROM new_rows n
-          JOIN old_rows o ON o.workflow_id = n.workflow_id
-          WHERE n.status = 'ENQUEUED' AND o.status IS DISTINCT FROM 'ENQUEUED'
-            AND n.queue_name IS NOT NULL) q;
+    IF EXISTS (SELECT 1 FROM new_rows WHERE status = 'ENQUEUED' AND queue_name IS NOT NULL)
+    THEN
+        PERFORM pg_notify('relos_queues', q.queue_name)
+        FROM (SELECT DISTINCT n.queue_name FROM new_rows n
+              JOIN old_rows o ON o.workflow_id = n.workflow_id
+              WHERE n.status = 'ENQUEUED' AND o.status IS DISTINCT FROM 'ENQUEUED'
+                AND n.queue_name IS NOT NULL) q;
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER workflow_status_update_history AFTER UPDATE ON {p}workflow_status
