@@ -50,7 +50,7 @@ def _now_ms() -> int:
 
 def _insert_orphan(name: str, args: list[Any], *, recovery_attempts: int = 1,
                    steps: list[tuple[int, str, Any]] = (),
-                   deadline_epoch_ms: int | None = None) -> str:
+                   deadline_epoch_ms: int | None = None, owner: str | None = None) -> str:
     """A PENDING row owned by an executor instance that never existed, with
     ``steps`` (function_id, name, output) already recorded."""
     from relos.serialization import get_serializer
@@ -62,7 +62,7 @@ def _insert_orphan(name: str, args: list[Any], *, recovery_attempts: int = 1,
     assert store.insert_workflow(WorkflowRow(
         workflow_id=wid, status=PENDING, name=name, executor_id="local", created_at=now,
         updated_at=now, inputs=ser.dumps({"args": args, "kwargs": {}}),
-        owner="dead-instance-" + uuid.uuid4().hex, recovery_attempts=recovery_attempts,
+        owner=owner or "dead-instance-" + uuid.uuid4().hex, recovery_attempts=recovery_attempts,
         deadline_epoch_ms=deadline_epoch_ms,
     )) is None
     for fid, step_name, output in steps:
@@ -354,3 +354,21 @@ def test_async_workflow_recovered_after_destroy(dbos: Any, db_url: str) -> None:
         "async-first#1", "async-second#1"
     ]
     assert calls == Counter({"async-first": 1, "async-second": 1})
+
+
+def test_a_start_never_claims_a_workflow_this_process_claimed(dbos: Any) -> None:
+    # A PENDING row owned by this very process is one it claimed and is about
+    # to run (recovery and dequeue claim, then load and start): a start with
+    # the same ID must wait for that run, not claim the row a second time.
+    from relos import SetWorkflowID
+    from relos import dbos as facade
+
+    assert facade._runtime is not None
+    wid = _insert_orphan("apirec_two_steps", [21], owner=facade._runtime.instance_id)
+    with SetWorkflowID(wid):
+        handle = DBOS.start_workflow(apirec_two_steps, 21)
+    assert handle.workflow_id == wid
+    with pytest.raises(TimeoutError):
+        handle.get_result(timeout_seconds=0.5)
+    assert calls == Counter()
+    assert DBOS.get_workflow_status(wid).status == PENDING

@@ -121,7 +121,11 @@ def _attach(rt: Runtime, info: WorkflowInfo, row: WorkflowRow) -> Start:
         )
     if row.status != PENDING or rt.active(row.workflow_id) is not None:
         return Start(row.workflow_id, None)
-    if row.owner is not None and rt.owner_alive(row.owner) and row.owner != rt.instance_id:
+    if row.owner == rt.instance_id:
+        # This process claimed it and is about to run it (a recovery or a
+        # dequeue between its claim and its start): never claim it again.
+        return Start(row.workflow_id, None)
+    if row.owner is not None and rt.owner_alive(row.owner):
         return Start(row.workflow_id, None)
     return _claim(rt, row) or Start(row.workflow_id, None)
 
