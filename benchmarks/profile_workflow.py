@@ -3,8 +3,9 @@
 Three views, for one backend at a time:
 
 split
-    Wall time per workflow inside the three store calls (insert_workflow,
-    record_step x3, complete_workflow, timed with ``perf_counter_ns``) and
+    Wall time per workflow inside the store calls (insert_workflow, then
+    write_batch for each write the group committer makes: two held step
+    records, then the last one with the completion; ``perf_counter_ns``) and
     outside them (the runtime's Python, run between blocking database waits).
 null
     The runtime alone: the same workflow with those store calls replaced by
@@ -37,7 +38,8 @@ import bench_workflow as bw
 import relos.dbos as relos_dbos
 from relos import DBOS
 
-HOT_STORE_CALLS = ("insert_workflow", "record_step", "complete_workflow")
+#: The store calls of one workflow: its row, then (group commit) each write batch.
+HOT_STORE_CALLS = ("insert_workflow", "write_batch")
 
 
 def _launch(url: str) -> Any:
@@ -92,8 +94,7 @@ def null_store(url: str, iterations: int, warmup: int) -> dict[str, float]:
     store = rt.store
     try:
         store.insert_workflow = lambda row: None
-        store.record_step = lambda step: None
-        store.complete_workflow = lambda *args: True
+        store.write_batch = lambda steps, completions: None
         for i in range(warmup):
             bw.bench_workflow(i)
         cpu: list[float] = []
