@@ -91,3 +91,21 @@ def test_the_committer_fails_only_the_refused_write(
         assert row is not None
         assert row.status == (CANCELLED if wid == ids[7] else SUCCESS)
         assert len(store.load_steps(wid)) == (0 if wid == ids[7] else 1)
+
+
+def test_the_committer_keeps_serving_after_a_write_the_driver_rejects(
+        store: SystemStore, make_workflow: Callable[..., WorkflowRow],
+        make_step: Callable[..., StepRow]) -> None:
+    ids = _pending(store, make_workflow, 2)
+    committer = GroupCommitter(store)
+    try:
+        unbindable = make_step(ids[0], 0, output=object())  # no driver can store this
+        with pytest.raises(Exception):  # noqa: B017 - whatever the driver says
+            committer.submit(Write([unbindable]), wait=True)
+        committer.submit(Write([make_step(ids[1], 0)], Completion(ids[1], SUCCESS, "1", None,
+                                                                  T1)), wait=True)
+    finally:
+        committer.close()
+    row = store.get_workflow(ids[1])
+    assert row is not None and row.status == SUCCESS
+    assert store.load_steps(ids[0]) == {}

@@ -74,12 +74,14 @@ class GroupCommitter:
             lead = not self._busy
             self._busy = True
         if lead:
-            self._commit_waiting()
-            with self._lock:
-                if self._waiting:
-                    self._takeover.notify()
-                else:
-                    self._busy = False
+            try:
+                self._commit_waiting()
+            finally:  # whatever happened, hand over or release the lead
+                with self._lock:
+                    if self._waiting:
+                        self._takeover.notify()
+                    else:
+                        self._busy = False
         if write._event is not None:
             write._event.wait()
             if write._error is not None:
@@ -104,10 +106,14 @@ class GroupCommitter:
                 if self._closed and not self._waiting:
                     return
                 self._busy = True
-            self._commit_waiting()
-            with self._lock:
-                if not self._waiting:
-                    self._busy = False
+            try:
+                self._commit_waiting()
+            except Exception:  # _commit settles every write first; keep serving
+                logger.exception("the group committer failed a batch")
+            finally:
+                with self._lock:
+                    if not self._waiting:
+                        self._busy = False
 
     def _commit_waiting(self) -> None:
         with self._lock:
@@ -120,14 +126,14 @@ class GroupCommitter:
         completions = [w.completion for w in batch if w.completion is not None]
         try:
             self._store.write_batch(steps, completions)
-        except errors.RelosError as exc:
+        except Exception as exc:
             if len(batch) == 1:
                 self._finish(batch[0], exc)
                 return
             for write in batch:  # find the culprit: each alone
                 self._commit([write])
             return
-        except BaseException as exc:  # not the store's: still wake everyone
+        except BaseException as exc:  # interpreter exit and the like: still wake everyone
             for write in batch:
                 self._finish(write, exc)
             raise
