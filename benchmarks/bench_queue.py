@@ -29,20 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from relos import DBOS, Queue
+from benchdb import database
 
-PG_BASE = os.environ.get("RELOS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+from relos import DBOS, Queue
 
 bench_queue = Queue("bench.queue")
 
@@ -58,27 +54,6 @@ def tiny_task(i: int) -> int:
 
 
 # --- databases --------------------------------------------------------------------------
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        folder = tempfile.mkdtemp(prefix="relos-bench-")
-        try:
-            yield f"sqlite:///{folder}/bench.sqlite"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"relos_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_BASE}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Raw:

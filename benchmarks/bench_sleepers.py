@@ -39,22 +39,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from relos import DBOS, Queue
+from benchdb import database
 
-PG_BASE = os.environ.get("RELOS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+from relos import DBOS, Queue
 
 sleepers_queue = Queue("bench.sleepers")
 
@@ -63,27 +57,6 @@ sleepers_queue = Queue("bench.sleepers")
 def sleeper(target: float) -> float:
     DBOS.sleep(target - time.time())  # recorded once: a replay sleeps until the same time
     return time.time() - target
-
-
-@contextmanager
-def database(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        folder = tempfile.mkdtemp(prefix="relos-bench-")
-        try:
-            yield f"sqlite:///{folder}/bench.sqlite"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"relos_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_BASE}/{name}"
-    finally:
-        with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _runtime() -> Any:

@@ -45,16 +45,16 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from benchdb import PG_BASE, database
+
 from relos import DBOS
 
-PG_BASE = os.environ.get("RELOS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 VERSION = "bench-takeover"
 #: The longest any phase may take before the run is abandoned.
 DEADLINE = 600.0
@@ -130,27 +130,6 @@ def executor(role: str, url: str, folder: str, workflows: int, recovery_interval
 
 
 # --- the driver --------------------------------------------------------------------------
-
-
-@contextmanager
-def database(backend: str, pg_url: str) -> Iterator[str]:
-    if backend == "sqlite":
-        folder = tempfile.mkdtemp(prefix="relos-bench-")
-        try:
-            yield f"sqlite:///{folder}/bench.sqlite"
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"relos_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_url}/{name}"
-    finally:
-        with psycopg.connect(f"{pg_url}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def app_sql(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:

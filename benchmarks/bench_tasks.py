@@ -34,7 +34,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from relos import DBOS, Queue
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_queue import StatusCounter, database  # noqa: E402
+from bench_queue import StatusCounter  # noqa: E402
+from benchdb import database  # noqa: E402
 
 tasks_queue = Queue("bench.tasks")
 _done = 0

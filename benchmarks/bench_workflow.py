@@ -35,20 +35,19 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from benchdb import PG_BASE, database
+
 from relos import DBOS
 
-PG_BASE = os.environ.get("RELOS_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 COMMITS_PER_WORKFLOW = 5
 STEPS_PER_WORKFLOW = 3
 
@@ -82,23 +81,10 @@ def bench_workflow(x: int) -> str:
 @contextmanager
 def fresh_database(backend: str, pg_base: str) -> Iterator[tuple[str, str]]:
     """(relos URL, floor location) of a new, empty database, removed afterwards."""
-    if backend == "sqlite":
-        directory = tempfile.mkdtemp(prefix="relos-bench-")
-        try:
-            yield (f"sqlite:///{directory}/relos.sqlite", os.path.join(directory, "floor.sqlite"))
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        return
-    import psycopg
-
-    name = f"relos_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(f"{pg_base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{pg_base}/{name}", f"{pg_base}/{name}"
-    finally:
-        with psycopg.connect(f"{pg_base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database(backend, pg_base) as url:
+        floor = (os.path.join(os.path.dirname(url.removeprefix("sqlite:///")), "floor.sqlite")
+                 if backend == "sqlite" else url)
+        yield url, floor
 
 
 def relos_rows(backend: str, url: str) -> tuple[int, int]:

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         n = null_store(url, args.iterations, args.warmup)
     print(f"{args.backend}: {args.iterations} workflows")
     print(f"  wall per workflow          {s['total_mean_us']:8.1f} us (mean)")
-    print(f"    inside the 5 store calls {s['store_mean_us']:8.1f} us")
+    print(f"    inside the store calls   {s['store_mean_us']:8.1f} us")
     print(f"    outside them (runtime)   {s['outside_mean_us']:8.1f} us "
           f"(median {s['outside_median_us']:.1f})")
     print(f"  runtime CPU, no-op store   {n['runtime_cpu_us']:8.1f} us per workflow")

@@ -12,21 +12,18 @@ was interrupted runs again exactly once.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from relos.store import open_store, parse_url
-from relos.store.base import StepRow, SystemStore
+from prochelpers import Processes
+from relos.store import parse_url
+from relos.store.base import StepRow
 
 pytestmark = pytest.mark.slow
 
@@ -37,55 +34,22 @@ DEADLINE = 30.0
 RECOVERY_TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
-class Event:
-    name: str
-    workflow_id: str
-    pid: int
-    at_ms: int
-
-
-class Crash:
+class Crash(Processes):
     """Spawns, watches, kills and reaps the app's processes for one test."""
 
     def __init__(self, url: str, tmp_path: Path) -> None:
-        self.url = url
-        self.dir = tmp_path
-        self.log = tmp_path / "effects.log"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._outputs: dict[int, tuple[Path, Path]] = {}
-        self._store: SystemStore | None = None
-
-    # --- processes --------------------------------------------------------------------
+        super().__init__(url, tmp_path, APP, DEADLINE, poll=0.02)
 
     def spawn(self, mode: str, workflow_id: str, *, workflow: str = "steps", count: int = 1,
               sleep: float = 6.0, go: Path | None = None, stall: Path | None = None
               ) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        out, err = self.dir / f"proc{n}-{mode}.out", self.dir / f"proc{n}-{mode}.err"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELOS_")}
-        cmd = [sys.executable, str(APP), self.url, mode, workflow_id, str(self.log),
-               "--workflow", workflow, "--count", str(count), "--sleep", str(sleep)]
+        args = [mode, workflow_id, str(self.log), "--workflow", workflow, "--count", str(count),
+                "--sleep", str(sleep)]
         if go is not None:
-            cmd += ["--go", str(go)]
+            args += ["--go", str(go)]
         if stall is not None:
-            cmd += ["--stall", str(stall)]
-        with open(out, "wb") as fout, open(err, "wb") as ferr:
-            proc = subprocess.Popen(cmd, stdout=fout, stderr=ferr, env=env, cwd=self.dir)
-        self.procs.append(proc)
-        self._outputs[proc.pid] = (out, err)
-        return proc
-
-    def stderr(self, proc: subprocess.Popen[bytes]) -> str:
-        return self._outputs[proc.pid][1].read_text(errors="replace")
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the process and reap it: when this returns it is gone for good."""
-        assert proc.poll() is None, (
-            f"process {proc.pid} exited early ({proc.returncode}):\n{self.stderr(proc)}"
-        )
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=DEADLINE) == -signal.SIGKILL
+            args += ["--stall", str(stall)]
+        return self.start(mode, args)
 
     def wait(self, proc: subprocess.Popen[bytes]) -> int:
         try:
@@ -98,62 +62,10 @@ class Crash:
         """Wait for a recovering process to exit 0; the JSON it printed."""
         rc = self.wait(proc)
         assert rc == 0, f"recovering process {proc.pid} exited {rc}:\n{self.stderr(proc)}"
-        lines = self._outputs[proc.pid][0].read_text().splitlines()
+        lines = self.stdout_lines(proc)
         assert lines, f"recovering process {proc.pid} printed nothing:\n{self.stderr(proc)}"
         result: dict[str, Any] = json.loads(lines[-1])
         return result
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._store is not None:
-            self._store.close()
-
-    # --- observation ------------------------------------------------------------------
-
-    def events(self, name: str | None = None, workflow_id: str | None = None,
-               pid: int | None = None) -> list[Event]:
-        if not self.log.exists():
-            return []
-        found = []
-        for line in self.log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) != 4:  # a line being written right now: complete it next poll
-                continue
-            ev = Event(parts[0], parts[1], int(parts[2]), int(parts[3]))
-            if ((name is None or ev.name == name)
-                    and (workflow_id is None or ev.workflow_id == workflow_id)
-                    and (pid is None or ev.pid == pid)):
-                found.append(ev)
-        return found
-
-    def count(self, name: str, workflow_id: str | None = None, pid: int | None = None) -> int:
-        return len(self.events(name, workflow_id, pid))
-
-    def wait_for(self, check: Callable[[], Any], what: str,
-                 *watch: subprocess.Popen[bytes]) -> Any:
-        """Poll ``check`` until it returns something truthy (returned), failing
-        after DEADLINE or as soon as a watched process dies."""
-        end = time.monotonic() + DEADLINE
-        while True:
-            value = check()
-            if value:
-                return value
-            for proc in watch:
-                if proc.poll() is not None:
-                    pytest.fail(f"process {proc.pid} exited ({proc.returncode}) while waiting "
-                                f"for {what}:\n{self.stderr(proc)}")
-            if time.monotonic() > end:
-                extra = "".join(f"\nstderr of {p.pid}:\n{self.stderr(p)}" for p in watch)
-                pytest.fail(f"timed out after {DEADLINE}s waiting for {what}{extra}")
-            time.sleep(0.02)
-
-    def store(self) -> SystemStore:
-        if self._store is None:
-            self._store = open_store(self.url)
-        return self._store
 
     def steps(self, workflow_id: str) -> dict[int, StepRow]:
         """The steps recorded in the database right now."""
@@ -248,15 +160,15 @@ def test_kill_mid_sleep_wakes_at_the_original_time(crash: Crash) -> None:
     (b,) = crash.events("B", wid)
     assert b.pid == recoverer.pid
     # B runs after the wake-up time recorded before the crash ...
-    assert b.at_ms >= wake_ms
+    assert b.at >= wake_ms
     # ... and not a full sleep after the restart: as soon as the new process was
     # up (or the original wake-up time, whichever came later).
     (launched,) = crash.events("recover-launched", wid)
-    assert b.at_ms <= max(wake_ms, launched.at_ms) + 1000, (
-        f"B ran {b.at_ms - wake_ms} ms after the recorded wake-up time"
+    assert b.at <= max(wake_ms, launched.at) + 1000, (
+        f"B ran {b.at - wake_ms} ms after the recorded wake-up time"
     )
     (done,) = crash.events("recover-done", wid)
-    assert done.at_ms - first_start_ms < (sleep_seconds + 4) * 1000
+    assert done.at - first_start_ms < (sleep_seconds + 4) * 1000
     assert step_names(out, wid) == [(0, "sleep_step_a"), (1, "DBOS.sleep"), (2, "sleep_step_b")]
     assert out["steps"][wid][1]["wake_up_at_epoch_ms"] == wake_ms
 

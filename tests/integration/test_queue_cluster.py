@@ -11,21 +11,16 @@ start and end times (one clock: every process runs on this host).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from relos.store import SystemStore, open_store
+from prochelpers import Event, Processes
 from relos.store.base import DELAYED, ENQUEUED, PENDING, SUCCESS, ListFilter
 
 pytestmark = pytest.mark.slow
@@ -35,39 +30,16 @@ APP = Path(__file__).with_name("queue_app.py")
 DEADLINE = 60.0
 
 
-@dataclass(frozen=True)
-class Event:
-    name: str
-    workflow_id: str
-    pid: int
-    at_ns: int
-
-
-class Cluster:
+class Cluster(Processes):
     """Spawns, watches, kills and reaps the worker processes of one test."""
 
     def __init__(self, url: str, tmp_path: Path) -> None:
-        self.url = url
-        self.dir = tmp_path
-        self.log = tmp_path / "effects.log"
+        super().__init__(url, tmp_path, APP, DEADLINE, poll=0.05)
         self.stop = tmp_path / "stop"
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._outputs: dict[int, tuple[Path, Path]] = {}
-        self._store: SystemStore | None = None
 
     def spawn(self, mode: str, *args: str) -> subprocess.Popen[bytes]:
-        n = len(self.procs)
-        out, err = self.dir / f"proc{n}-{mode}.out", self.dir / f"proc{n}-{mode}.err"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELOS_")}
-        cmd = [sys.executable, str(APP), self.url, mode, str(self.log)]
-        if mode == "worker":
-            cmd += ["--stop", str(self.stop)]
-        with open(out, "wb") as fout, open(err, "wb") as ferr:
-            proc = subprocess.Popen([*cmd, *args], stdout=fout, stderr=ferr, env=env,
-                                    cwd=self.dir)
-        self.procs.append(proc)
-        self._outputs[proc.pid] = (out, err)
-        return proc
+        extra = ["--stop", str(self.stop)] if mode == "worker" else []
+        return self.start(mode, [mode, str(self.log), *extra, *args])
 
     def workers(self, count: int, *args: str) -> list[subprocess.Popen[bytes]]:
         """Start ``count`` workers and wait until every one is launched."""
@@ -81,19 +53,9 @@ class Cluster:
         """Enqueue ``count`` workflows from a separate process; their IDs."""
         proc = self.spawn("enqueue", "--queue", queue, "--count", str(count), *args)
         assert proc.wait(timeout=DEADLINE) == 0, self.stderr(proc)
-        ids: list[str] = json.loads(self._outputs[proc.pid][0].read_text().splitlines()[-1])
+        ids: list[str] = json.loads(self.stdout_lines(proc)[-1])
         assert len(ids) == count
         return ids
-
-    def stderr(self, proc: subprocess.Popen[bytes]) -> str:
-        return self._outputs[proc.pid][1].read_text(errors="replace")
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the process and reap it: when this returns it is gone for good."""
-        assert proc.poll() is None, (
-            f"process {proc.pid} exited early ({proc.returncode}):\n{self.stderr(proc)}")
-        os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=DEADLINE) == -signal.SIGKILL
 
     def shut_down(self, procs: list[subprocess.Popen[bytes]]) -> None:
         """Ask the workers to stop; each must exit cleanly."""
@@ -104,55 +66,6 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 pytest.fail(f"worker {proc.pid} did not stop:\n{self.stderr(proc)}")
             assert rc == 0, f"worker {proc.pid} exited {rc}:\n{self.stderr(proc)}"
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if self._store is not None:
-            self._store.close()
-
-    # --- observation ------------------------------------------------------------------
-
-    def events(self, name: str | None = None, workflow_id: str | None = None,
-               pid: int | None = None) -> list[Event]:
-        if not self.log.exists():
-            return []
-        found = []
-        for line in self.log.read_text().splitlines():
-            parts = line.split()
-            if len(parts) != 4:  # a line being written right now: complete it next poll
-                continue
-            ev = Event(parts[0], parts[1], int(parts[2]), int(parts[3]))
-            if ((name is None or ev.name == name)
-                    and (workflow_id is None or ev.workflow_id == workflow_id)
-                    and (pid is None or ev.pid == pid)):
-                found.append(ev)
-        return found
-
-    def wait_for(self, check: Callable[[], Any], what: str,
-                 *watch: subprocess.Popen[bytes]) -> Any:
-        """Poll ``check`` until it returns something truthy (returned), failing
-        after DEADLINE or as soon as a watched process dies."""
-        end = time.monotonic() + DEADLINE
-        while True:
-            value = check()
-            if value:
-                return value
-            for proc in watch:
-                if proc.poll() is not None:
-                    pytest.fail(f"process {proc.pid} exited ({proc.returncode}) while waiting "
-                                f"for {what}:\n{self.stderr(proc)}")
-            if time.monotonic() > end:
-                extra = "".join(f"\nstderr of {p.pid}:\n{self.stderr(p)}" for p in watch)
-                pytest.fail(f"timed out after {DEADLINE}s waiting for {what}{extra}")
-            time.sleep(0.05)
-
-    def store(self) -> SystemStore:
-        if self._store is None:
-            self._store = open_store(self.url)
-        return self._store
 
     def succeeded(self, name: str) -> int:
         return len(self.store().list_workflows(
@@ -170,7 +83,7 @@ def cluster(db_url: str, tmp_path: Path) -> Iterator[Cluster]:
 
 def peak_running(starts: list[Event], ends: list[Event]) -> int:
     """The most workflows between their start and end events at one moment."""
-    marks = sorted([(e.at_ns, 1) for e in starts] + [(e.at_ns, -1) for e in ends])
+    marks = sorted([(e.at, 1) for e in starts] + [(e.at, -1) for e in ends])
     now = top = 0
     for _, delta in marks:  # at equal times an end sorts before a start
         now += delta

@@ -16,6 +16,7 @@ the store's prepared statements.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import select
@@ -256,7 +257,6 @@ class PostgresStore(SQLStore):
                 and steps[0].workflow_id == completions[0].workflow_id:
             self._complete_with_step(steps[0], completions[0])
             return
-        p = self.prefix
         with self._errors(), self._tx() as conn:
             if steps:
                 n = conn.execute(self._insert_steps_sql, (_json_rows(steps),)).rowcount
@@ -265,22 +265,26 @@ class PostgresStore(SQLStore):
                         self._step_refused(steps[0])  # says why
                     raise errors.WorkflowConflictError("a step record of the batch was refused")
             if completions:
-                conn.execute(
-                    f"UPDATE {p}workflow_status w SET status = u.status, output = u.output, "
-                    f"error = u.error, updated_at = u.now, completed_at = u.now "
-                    f"FROM json_to_recordset(%s::json) AS u(workflow_id text, status text, "
-                    f"output text, error text, now bigint) "
-                    f"WHERE w.workflow_id = u.workflow_id AND w.status = 'PENDING'",
-                    (_json_rows(completions),))
+                conn.execute(self._complete_many_sql, (_json_rows(completions),))
 
     def _complete_with_step(self, step: StepRow, done: Completion) -> None:
         """A workflow's last step record and its completion in one statement
         (one round trip, one commit): the completion applies only if the step
         was recorded."""
+        args = (*(getattr(step, c) for c in STEP_COLUMNS), step.workflow_id, done.status,
+                done.output, done.error, done.now, done.now, done.workflow_id)
+        with self._errors():
+            if self._execute(self._complete_with_step_sql, args, ONE) is None:
+                # Not completed: the step was refused, or the workflow stopped
+                # being PENDING meanwhile (cancelled): say which.
+                self._step_refused(step)
+
+    @functools.cached_property
+    def _complete_with_step_sql(self) -> str:
         names = ", ".join(STEP_COLUMNS)
         marks = ", ".join(["%s"] * len(STEP_COLUMNS))
         p = self.prefix
-        sql = (
+        return (
             f"WITH s AS (INSERT INTO {p}operation_outputs ({names}) SELECT {marks} "
             f"WHERE EXISTS (SELECT 1 FROM {p}workflow_status WHERE workflow_id = %s "
             f"AND status = 'PENDING') ON CONFLICT (workflow_id, function_id) DO NOTHING "
@@ -289,15 +293,17 @@ class PostgresStore(SQLStore):
             f"updated_at = %s, completed_at = %s "
             f"WHERE workflow_id = %s AND status = 'PENDING' AND EXISTS (SELECT 1 FROM s) "
             f"RETURNING (SELECT COUNT(*) FROM s)")
-        args = (*(getattr(step, c) for c in STEP_COLUMNS), step.workflow_id, done.status,
-                done.output, done.error, done.now, done.now, done.workflow_id)
-        with self._errors():
-            if self._execute(sql, args, ONE) is None:
-                # Not completed: the step was refused, or the workflow stopped
-                # being PENDING meanwhile (cancelled): say which.
-                self._step_refused(step)
 
-    @property
+    @functools.cached_property
+    def _complete_many_sql(self) -> str:
+        return (
+            f"UPDATE {self.prefix}workflow_status w SET status = u.status, output = u.output, "
+            f"error = u.error, updated_at = u.now, completed_at = u.now "
+            f"FROM json_to_recordset(%s::json) AS u(workflow_id text, status text, "
+            f"output text, error text, now bigint) "
+            f"WHERE w.workflow_id = u.workflow_id AND w.status = 'PENDING'")
+
+    @functools.cached_property
     def _insert_steps_sql(self) -> str:
         names = ", ".join(STEP_COLUMNS)
         return (
