@@ -26,7 +26,7 @@ from relos import (
     NonDeterministicWorkflowError,
     RecordedError,
 )
-from relos.store.base import StepRow, WorkflowRow
+from relos.store.base import ExecutorRow, StepRow, WorkflowRow
 
 calls: Counter[str] = Counter()
 
@@ -59,15 +59,22 @@ def _insert_orphan(name: str, args: list[Any], *, recovery_attempts: int = 1,
     wid = f"apirec-orphan-{uuid.uuid4().hex}"
     now = _now_ms()
     store = _store()
+    # A recovery pass running meanwhile may claim the row as soon as its owner
+    # is dead: a live holder owns it until its steps are recorded.
+    holder = "holder-instance-" + uuid.uuid4().hex
+    store.register_executor(ExecutorRow(holder, "local", None, "some-other-host", 4242, now,
+                                        now))
     assert store.insert_workflow(WorkflowRow(
         workflow_id=wid, status=PENDING, name=name, executor_id="local", created_at=now,
         updated_at=now, inputs=ser.dumps({"args": args, "kwargs": {}}),
-        owner=owner or "dead-instance-" + uuid.uuid4().hex, recovery_attempts=recovery_attempts,
+        owner=holder, recovery_attempts=recovery_attempts - 1,  # the hand-over adds one
         deadline_epoch_ms=deadline_epoch_ms,
     )) is None
     for fid, step_name, output in steps:
         store.record_step(StepRow(wid, fid, step_name, "step", ser.dumps(output), None,
                                   now, now))
+    dead = owner or "dead-instance-" + uuid.uuid4().hex
+    assert store.claim_workflow(wid, holder, dead, "local", now) is not None
     return wid
 
 
@@ -282,7 +289,6 @@ def test_owner_lease_decides_recovery(db_url: str) -> None:
     import subprocess
     import sys
 
-    from relos.store.base import ExecutorRow
 
     DBOS.destroy()
     _launch(db_url, recovery_interval_seconds=3600)
