@@ -223,6 +223,29 @@ def test_dequeue_in_created_order(store: SystemStore) -> None:
     assert dequeue(store, qrow(), max_claim=3) == ["w4", "w3", "w2"]
 
 
+def test_dequeue_created_from_skips_older_workflows(store: SystemStore) -> None:
+    store.save_queue(qrow())
+    store.enqueue([queued("old", at=0), queued("edge", at=50), queued("new", at=100)])
+    rows = store.dequeue(qrow(), "owner-a", "exec-a", T0 + 200, 10, "v1", NAMES,
+                         created_from=T0 + 50)
+    assert [r.workflow_id for r in rows] == ["edge", "new"]
+    assert status(store, "old") == ENQUEUED  # left for a claim without the hint
+    assert dequeue(store, qrow(), now=T0 + 200) == ["old"]
+
+
+@pytest.mark.parametrize("limits", [{"priority_enabled": True}, {"concurrency": 5},
+                                    {"rate_limit": 5, "rate_period_ms": 1000},
+                                    {"partitioned": True}])
+def test_dequeue_created_from_is_ignored_where_order_or_budget_needs_the_whole_queue(
+        store: SystemStore, limits: dict[str, Any]) -> None:
+    queue = qrow(**limits)
+    store.save_queue(queue)
+    store.enqueue([queued("old", at=0), queued("new", at=100)])
+    rows = store.dequeue(queue, "owner-a", "exec-a", T0 + 200, 10, "v1", NAMES,
+                         created_from=T0 + 50)
+    assert [r.workflow_id for r in rows] == ["old", "new"]
+
+
 def test_dequeue_global_concurrency_counts_pending_rows(store: SystemStore) -> None:
     store.enqueue([queued(f"w{i}", at=i) for i in range(6)])
     q = qrow(concurrency=2)

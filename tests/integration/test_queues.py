@@ -535,6 +535,33 @@ def test_fairness_between_queues(db_url: str) -> None:
     assert elapsed < 15, f"100 workflows of 10 ms on 4 threads took {elapsed:.1f}s"
 
 
+def test_a_workflow_queued_behind_the_scan_point_still_runs(
+        db_url: str, raw_store: SystemStore) -> None:
+    """Claims from a queue without limits start their scan at the creation time
+    of the last workflow claimed; one that becomes eligible behind that point
+    (put back by recovery, enqueued by a host whose clock is behind) is taken
+    by the whole-queue scan that runs at least once a second."""
+    from relos.runtime import queueing
+    from relos.store.base import WorkflowRow
+
+    with launched(db_url, listen=[basic_queue]):
+        first = basic_queue.enqueue_many(tq_add, [(i,) for i in range(50)])
+        assert results(first) == list(range(50))
+        runner = relos.dbos._rt().queue_runner
+        assert runner is not None
+        scan_from = runner._scan_from["tq_basic"][0]
+        behind = scan_from - 60_000
+        name = DBOS.get_workflow_status(first[0].workflow_id).name
+        wid = "tq-behind-" + uuid.uuid4().hex
+        raw_store.enqueue([WorkflowRow(
+            workflow_id=wid, status="ENQUEUED", name=name, executor_id="local",
+            created_at=behind, updated_at=behind, inputs='{"args": [7, 1], "kwargs": {}}',
+            queue_name="tq_basic", recovery_attempts=0)])
+        t0 = time.monotonic()
+        assert DBOS.retrieve_workflow(wid).get_result(timeout_seconds=DEADLINE) == 8
+        assert time.monotonic() - t0 < queueing.FULL_SCAN_SECONDS + 3
+
+
 @pytest.mark.parametrize("workflow", [tq_timed, tq_async_wf], ids=["sync", "async"])
 def test_one_workflow_thread_serves_a_queue_without_stalls(
         db_url: str, workflow: Callable[..., Any]) -> None:

@@ -150,6 +150,14 @@ def _now() -> int:
 #: without limits: what it finishes in this many seconds, at most CLAIM_AHEAD_MAX.
 CLAIM_AHEAD_SECONDS = 0.25
 CLAIM_AHEAD_MAX = 1000
+#: A claim from a queue without limits, partitions or priorities scans from
+#: the creation time of the last workflow it claimed, less this slack (for an
+#: enqueue that took its time to commit, or a clock a little behind) ...
+SCAN_SLACK_MS = 1000
+#: ... and a claim scans the whole queue at least this often, for workflows
+#: that became eligible behind that point (a delay that ran out, a workflow
+#: put back by recovery, a clock further behind).
+FULL_SCAN_SECONDS = 1.0
 
 
 class QueueRunner:
@@ -163,6 +171,8 @@ class QueueRunner:
         self._turn = 0
         #: The queues served in the last round that served any.
         self._busy: set[str] = set()
+        #: The queues whose last claim (with room to claim) found nothing.
+        self._dry: set[str] = set()
         self._settings: dict[str, QueueRow] = {}
         self._settings_at = 0.0
         self._latest = True
@@ -180,6 +190,13 @@ class QueueRunner:
         self._finished_count = 0
         self._rate = 0.0
         self._rate_mark = (time.monotonic(), 0)
+        #: Per queue: where its next claim may start scanning (epoch ms of
+        #: creation) and when it last scanned the whole queue (monotonic).
+        #: On PostgreSQL the entries of claimed workflows stay in the dequeue
+        #: index until a vacuum, and a claim from the start of the queue walks
+        #: past every one of them: a million of them by the end of a million
+        #: tasks, unless the server's autovacuum keeps up.
+        self._scan_from: dict[str, tuple[int, float]] = {}
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -280,11 +297,17 @@ class QueueRunner:
         rt = self.rt
         room = rt.free_workflow_slots() - len(self._ready) + rt.config.max_workflow_threads
         share = max(1, -(-room // max(1, len(self._busy))))
+        # A queue may claim further ahead (what this process finishes in
+        # CLAIM_AHEAD_SECONDS) while every other queue it listens to came up
+        # empty: large claims for a deep queue of tiny workflows, and no queue
+        # hoarding work that another queue's workflows should share.
+        extra = max(0, self._claim_ahead() - rt.config.max_workflow_threads)
         first_served = None
         served: set[str] = set()
         for i in range(len(names)):
             index = (self._turn + i) % len(names)
-            if self._poll(names[index], share):
+            alone = all(n in self._dry for n in names if n != names[index])
+            if self._poll(names[index], share + extra if alone else share):
                 served.add(names[index])
                 if first_served is None:
                     first_served = index
@@ -313,12 +336,46 @@ class QueueRunner:
                 room = min(room, queue.worker_concurrency - self._running[name])
         if room <= 0 or (self._ready and room < ahead // 4):
             return False  # (with work in hand, claim again when there is room for many)
-        rows = rt.store.dequeue(queue, rt.instance_id, rt.config.executor_id, _now(), room,
+        hinted = not limited and not queue.partitioned and not queue.priority_enabled
+        created_from = self._scan_start(name) if hinted else None
+        now = _now()
+        rows = rt.store.dequeue(queue, rt.instance_id, rt.config.executor_id, now, room,
                                 rt.app_version, sorted(registry.workflows()),
-                                take_unversioned=self.runs_latest_version())
+                                take_unversioned=self.runs_latest_version(),
+                                created_from=created_from)
+        if hinted:
+            self._scanned(name, rows, now, whole=created_from is None)
+        if rows:
+            self._dry.discard(name)
+        else:
+            self._dry.add(name)
         self._ready.extend((name, row) for row in rows)
         self._start_ready()
         return bool(rows)
+
+    def _scan_start(self, name: str) -> int | None:
+        """Where the next claim from the queue may start (None: scan it all)."""
+        mark = self._scan_from.get(name)
+        if mark is None or time.monotonic() - mark[1] >= FULL_SCAN_SECONDS:
+            return None
+        return mark[0]
+
+    def _scanned(self, name: str, rows: list[WorkflowRow], now: int, whole: bool) -> None:
+        """After a claim: every eligible workflow created before the last one
+        claimed was claimed too (claims go in creation order), or is being
+        claimed by another executor; an empty claim of the whole queue leaves
+        nothing eligible created before now."""
+        if rows:
+            start = max(r.created_at for r in rows) - SCAN_SLACK_MS
+        elif whole:
+            start = now - SCAN_SLACK_MS
+        else:
+            return
+        mark = self._scan_from.get(name)
+        if whole or mark is None:
+            self._scan_from[name] = (start, time.monotonic())
+        else:
+            self._scan_from[name] = (max(start, mark[0]), mark[1])
 
     def _claim_ahead(self) -> int:
         now = time.monotonic()

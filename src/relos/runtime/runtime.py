@@ -45,6 +45,10 @@ from relos.store.sql import SQLStore
 logger = logging.getLogger("relos")
 T = TypeVar("T")
 
+#: How many finished workflows may wait for the group committer before the
+#: process stops claiming more (see Runtime.free_workflow_slots).
+COMMIT_BACKLOG = 2000
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -224,7 +228,12 @@ class Runtime:
     def free_workflow_slots(self) -> int:
         """How many more workflows this process can start without waiting for a thread."""
         with self._active_lock:
-            return self.config.max_workflow_threads - len(self._active) + self._committing
+            running = len(self._active) - self._committing
+            # Finished workflows waiting for the group committer hold no
+            # thread, but past COMMIT_BACKLOG of them the database is the
+            # bottleneck: claim no more until the committer catches up.
+            backlog = max(0, self._committing - COMMIT_BACKLOG)
+            return self.config.max_workflow_threads - running - backlog
 
     def queue_settings(self, name: str) -> QueueRow | None:
         """A queue's limits as stored (refreshed about once a second)."""
@@ -236,6 +245,11 @@ class Runtime:
     def active_ids(self) -> list[str]:
         with self._active_lock:
             return list(self._active)
+
+    def running_ids(self) -> list[str]:
+        """The active workflows whose function still runs (not committing)."""
+        with self._active_lock:
+            return [wid for wid, aw in self._active.items() if not aw.committing]
 
     def cancel_local(self, workflow_id: str) -> None:
         aw = self.active(workflow_id)
@@ -337,12 +351,13 @@ class Runtime:
                 logger.warning("cannot cancel workflow %s at its deadline: %s", workflow_id, exc)
 
     def _notice_external_cancels(self) -> None:
-        ids = self.active_ids()
-        if not ids:
-            return
-        for row in self.store.list_workflows(ListFilter(workflow_ids=ids, load_values=False)):
-            if row.status != PENDING:
-                self.cancel_local(row.workflow_id)
+        ids = self.running_ids()
+        for start in range(0, len(ids), 1000):  # (a statement's parameters are bounded)
+            chunk = ids[start:start + 1000]
+            for row in self.store.list_workflows(ListFilter(workflow_ids=chunk,
+                                                            load_values=False)):
+                if row.status != PENDING:
+                    self.cancel_local(row.workflow_id)
 
     # --- async support ------------------------------------------------------------------
 

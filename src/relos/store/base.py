@@ -457,8 +457,8 @@ class SystemStore(abc.ABC):
     @abc.abstractmethod
     def dequeue(self, queue: QueueRow, owner: str, executor_id: str, now: int,
                 max_claim: int, application_version: str | None,
-                workflow_names: list[str], *, take_unversioned: bool = True
-                ) -> list[WorkflowRow]:
+                workflow_names: list[str], *, take_unversioned: bool = True,
+                created_from: int | None = None) -> list[WorkflowRow]:
         """Atomically claim up to ``max_claim`` eligible workflows of the queue
         (ENQUEUED, or DELAYED whose delay passed; application version
         ``application_version``, or none when ``take_unversioned`` — the
@@ -468,7 +468,14 @@ class SystemStore(abc.ABC):
         limit. Claimed rows become PENDING, owned by ``owner``, with
         ``started_at`` = now, their deadline starting now, and
         ``application_version`` set (if it was none) so that only that
-        version recovers them. No workflow is ever claimed by two callers."""
+        version recovers them. No workflow is ever claimed by two callers.
+
+        ``created_from`` (epoch ms; a hint for a queue without limits,
+        partitions or priorities) lets the claim skip the workflows created
+        before it: on PostgreSQL the claim's index scan then starts there
+        instead of walking past the entries every earlier claim left behind
+        until a vacuum. The caller still claims without it now and then, for
+        workflows that became eligible behind it."""
 
     @abc.abstractmethod
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:

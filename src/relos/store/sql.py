@@ -535,10 +535,11 @@ class SQLStore(base.SystemStore):
 
     def dequeue(self, queue: base.QueueRow, owner: str, executor_id: str, now: int,
                 max_claim: int, application_version: str | None,
-                workflow_names: list[str], *, take_unversioned: bool = True
-                ) -> list[WorkflowRow]:
+                workflow_names: list[str], *, take_unversioned: bool = True,
+                created_from: int | None = None) -> list[WorkflowRow]:
         return queue_sql.dequeue(self, queue, owner, executor_id, now, max_claim,
-                                 application_version, workflow_names, take_unversioned)
+                                 application_version, workflow_names, take_unversioned,
+                                 created_from)
 
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now)
