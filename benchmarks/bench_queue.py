@@ -6,6 +6,12 @@ enqueue, one at a time
     ``queue.enqueue(fn, i)`` in a loop: one transaction per workflow.
     Floor: one single-row INSERT commit per task with the same driver.
 
+enqueue, one at a time from concurrent callers
+    ``--callers`` threads (default 8) each calling ``queue.enqueue(fn, i)`` in
+    a loop, as the request handlers of a web service would: still one
+    transaction per workflow, but concurrent commits share the database's
+    log flushes. Floor: as many threads, each with its own connection, each
+    committing single-row INSERTs.
 enqueue, in bulk
     ``queue.enqueue_many(fn, batch)`` with ``--batch`` calls per transaction.
     Floor: the same number of rows inserted per transaction (executemany).
@@ -31,6 +37,7 @@ import argparse
 import json
 import sqlite3
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -60,23 +67,26 @@ class Raw:
     """The floor: the same rows written with the bare driver."""
 
     def __init__(self, backend: str, url: str) -> None:
-        self.backend = backend
-        if backend == "sqlite":
-            path = url.removeprefix("sqlite:///")
-            self.conn: Any = sqlite3.connect(path + ".floor", isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.mark = "?"
-        else:
-            import psycopg
-
-            self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
-            self.mark = "%s"
+        self.backend, self.url = backend, url
+        self.mark = "?" if backend == "sqlite" else "%s"
+        self.conn: Any = self._connect()
         self.conn.execute("CREATE TABLE floor_tasks (id TEXT PRIMARY KEY, status TEXT NOT NULL, "
                           "inputs TEXT, output TEXT, owner TEXT)")
         self.conn.execute("CREATE INDEX floor_tasks_status ON floor_tasks (status)")
         self.conn.execute("CREATE TABLE floor_steps (id TEXT, fid INTEGER, output TEXT, "
                           "PRIMARY KEY (id, fid))")
+
+    def _connect(self) -> Any:
+        if self.backend == "sqlite":
+            path = self.url.removeprefix("sqlite:///")
+            conn = sqlite3.connect(path + ".floor", isolation_level=None, timeout=30,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, prepare_threshold=0)
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.mark)
@@ -90,6 +100,20 @@ class Raw:
         for i in ids:
             self.conn.execute(ins, (i, '{"args":[1],"kwargs":{}}'))
         return time.perf_counter() - t
+
+    def enqueue_one_concurrently(self, ids: list[str], callers: int) -> float:
+        conns = [self._connect() for _ in range(callers)]
+        ins = self.sql("INSERT INTO floor_tasks (id, status, inputs) VALUES (?, 'ENQUEUED', ?)")
+
+        def run(k: int) -> None:
+            for i in ids[k::callers]:
+                conns[k].execute(ins, (i, '{"args":[1],"kwargs":{}}'))
+
+        try:
+            return _timed_threads(callers, run)
+        finally:
+            for c in conns:
+                c.close()
 
     def enqueue_bulk(self, ids: list[str], batch: int) -> float:
         ins = self.sql("INSERT INTO floor_tasks (id, status, inputs) VALUES (?, 'ENQUEUED', ?)")
@@ -129,6 +153,17 @@ class Raw:
         self.conn.close()
 
 
+def _timed_threads(n: int, run: Callable[[int], None]) -> float:
+    """Seconds for ``n`` threads to run ``run(0)`` .. ``run(n - 1)``."""
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t
+
+
 # --- relos -----------------------------------------------------------------------------
 
 
@@ -157,14 +192,22 @@ class StatusCounter:
         self.store.close()
 
 
-def measure(backend: str, tasks: int, batch: int, one_at_a_time: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"backend": backend, "tasks": tasks, "batch": batch}
+def measure(backend: str, tasks: int, batch: int, one_at_a_time: int,
+            callers: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"backend": backend, "tasks": tasks, "batch": batch,
+                           "callers": callers}
     with database(backend) as url:
         launch(url, listen=False)  # enqueue only: nothing dequeues yet
         t = time.perf_counter()
         for i in range(one_at_a_time):
             bench_queue.enqueue(tiny_task, i)
         out["enqueue_one_per_s"] = one_at_a_time / (time.perf_counter() - t)
+
+        def enqueue_share(k: int) -> None:
+            for i in range(k, one_at_a_time, callers):
+                bench_queue.enqueue(tiny_task, i)
+
+        out["enqueue_callers_per_s"] = one_at_a_time / _timed_threads(callers, enqueue_share)
         t = time.perf_counter()
         for start in range(0, tasks, batch):
             bench_queue.enqueue_many(tiny_task, [(i,) for i in range(start,
@@ -172,7 +215,7 @@ def measure(backend: str, tasks: int, batch: int, one_at_a_time: int) -> dict[st
         out["enqueue_bulk_per_s"] = tasks / (time.perf_counter() - t)
         DBOS.destroy()
 
-        total = tasks + one_at_a_time
+        total = tasks + 2 * one_at_a_time
         count = StatusCounter(url)
         t = time.perf_counter()
         launch(url, listen=True)
@@ -187,6 +230,9 @@ def measure(backend: str, tasks: int, batch: int, one_at_a_time: int) -> dict[st
         try:
             ids = [uuid.uuid4().hex for _ in range(one_at_a_time)]
             out["floor_enqueue_one_per_s"] = one_at_a_time / raw.enqueue_one(ids)
+            ids = [uuid.uuid4().hex for _ in range(one_at_a_time)]
+            out["floor_enqueue_callers_per_s"] = one_at_a_time / raw.enqueue_one_concurrently(
+                ids, callers)
             ids = [uuid.uuid4().hex for _ in range(tasks)]
             out["floor_enqueue_bulk_per_s"] = tasks / raw.enqueue_bulk(ids, batch)
             n, secs = raw.drain(batch)
@@ -202,10 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--one-at-a-time", type=int, default=1000)
+    parser.add_argument("--callers", type=int, default=8,
+                        help="threads enqueueing one at a time concurrently")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
-    results = [measure(b, args.tasks, args.batch, args.one_at_a_time) for b in backends]
+    results = [measure(b, args.tasks, args.batch, args.one_at_a_time, args.callers)
+               for b in backends]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -213,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'backend':10} {'measure':22} {'relos /s':>12} {'floor /s':>12} {'relos/floor':>12}")
     for r in results:
         for label, key in (("enqueue one at a time", "enqueue_one_per_s"),
+                           (f"  ... {r['callers']} callers", "enqueue_callers_per_s"),
                            (f"enqueue bulk ({r['batch']})", "enqueue_bulk_per_s"),
                            ("drain 1-step tasks", "drain_per_s")):
             relos, floor = r[key], r["floor_" + key]
