@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from relos import errors, queues
@@ -54,13 +54,61 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@dataclass
+#: Guards the outcome and lazy future of every ActiveWorkflow (held only for a
+#: few assignments; one lock for all instead of a condition and a lock each).
+_outcome_lock = threading.Lock()
+
+
 class ActiveWorkflow:
-    ctx: WorkflowContext
-    future: concurrent.futures.Future[Any] = field(default_factory=concurrent.futures.Future)
-    #: Its function has returned and its outcome waits in the group committer:
-    #: it holds no thread any more, though it stays tracked until written.
-    committing: bool = False
+    """A workflow running (or committing its outcome) in this process.
+
+    Its outcome is set once (``set_result`` / ``set_exception``); ``future``
+    is made only when someone waits for it: most queued workflows are never
+    waited on in the process that runs them, and a concurrent future costs a
+    condition and a reentrant lock."""
+
+    __slots__ = ("ctx", "committing", "_outcome", "_future")
+
+    def __init__(self, ctx: WorkflowContext) -> None:
+        self.ctx = ctx
+        #: Its function has returned and its outcome waits in the group
+        #: committer: it holds no thread any more, though it stays tracked
+        #: until written.
+        self.committing = False
+        self._outcome: tuple[bool, Any] | None = None
+        self._future: concurrent.futures.Future[Any] | None = None
+
+    @property
+    def future(self) -> concurrent.futures.Future[Any]:
+        with _outcome_lock:
+            if self._future is None:
+                self._future = concurrent.futures.Future()
+                if self._outcome is not None:
+                    _settle(self._future, *self._outcome)
+            return self._future
+
+    def set_result(self, value: Any) -> None:
+        self._set(True, value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._set(False, exc)
+
+    def _set(self, ok: bool, value: Any) -> None:
+        with _outcome_lock:
+            if self._outcome is not None:
+                raise concurrent.futures.InvalidStateError(
+                    f"workflow {self.ctx.workflow_id}'s outcome is already set")
+            self._outcome = (ok, value)
+            future = self._future
+        if future is not None:
+            _settle(future, ok, value)
+
+
+def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> None:
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class Runtime:

@@ -114,18 +114,18 @@ def write(rt: Runtime, aw: ActiveWorkflow, signal: Suspend) -> None:
                                             step=signal.step)
         row = None if written is not None else rt.store.get_workflow(ctx.workflow_id)
     except errors.RelosError as exc:
-        aw.future.set_exception(exc)
+        aw.set_exception(exc)
         return
     if written is None:
         if row is not None and row.status != PENDING:
-            aw.future.set_exception(errors.WorkflowCancelledError(ctx.workflow_id))
+            aw.set_exception(errors.WorkflowCancelledError(ctx.workflow_id))
         else:
-            aw.future.set_exception(errors.WorkflowConflictError(
+            aw.set_exception(errors.WorkflowConflictError(
                 f"workflow {ctx.workflow_id!r} is owned by another process now"))
         return
     logger.debug("workflow %s suspended until %d", ctx.workflow_id, written)
     rt.waker.note(written)
-    aw.future.set_exception(errors.WorkflowSuspendedError(ctx.workflow_id))
+    aw.set_exception(errors.WorkflowSuspendedError(ctx.workflow_id))
 
 
 class Waker:

@@ -268,9 +268,9 @@ def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool) -> bool:
 
     def done(error: BaseException | None) -> None:
         if error is None:
-            aw.future.set_result(result)
+            aw.set_result(result)
         else:
-            aw.future.set_exception(error)
+            aw.set_exception(error)
 
     return _complete(rt, aw, Completion(ctx.workflow_id, SUCCESS, output, None, _now()),
                      done, wait)
@@ -286,7 +286,7 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bo
         exc = errors.WorkflowCancelledError(ctx.workflow_id)
     if not isinstance(exc, Exception) or isinstance(exc, _NOT_THE_WORKFLOWS_FAULT):
         ctx.unwritten = []
-        aw.future.set_exception(exc)
+        aw.set_exception(exc)
         return False
     if ctx.deadline_epoch_ms is not None and _now() >= ctx.deadline_epoch_ms:
         # Failed past its deadline (typically because what it awaited was
@@ -299,20 +299,20 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bo
         except errors.RelosError as store_exc:
             logger.error("cannot cancel workflow %s past its deadline: %s", ctx.workflow_id,
                          store_exc)
-        aw.future.set_exception(errors.WorkflowCancelledError(ctx.workflow_id))
+        aw.set_exception(errors.WorkflowCancelledError(ctx.workflow_id))
         return False
     try:
         error = serialization.serialize_exception(rt.serializer, exc)
     except errors.RelosError as ser_exc:
         logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id, ser_exc)
-        aw.future.set_exception(exc)
+        aw.set_exception(exc)
         return False
 
     def done(store_exc: BaseException | None) -> None:
         if store_exc is not None:
             logger.error("cannot record the failure of workflow %s: %s", ctx.workflow_id,
                          store_exc)
-        aw.future.set_exception(exc)
+        aw.set_exception(exc)
 
     return _complete(rt, aw, Completion(ctx.workflow_id, ERROR, None, error, _now()), done,
                      wait)
