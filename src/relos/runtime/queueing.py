@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -35,6 +36,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("relos")
 
 Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
+
+
+def _new_ids(n: int) -> list[str]:
+    """``n`` random (version 4) UUIDs as text, from one read of the system's
+    random source (``uuid.uuid4`` reads it once per ID)."""
+    if n < 8:
+        return [str(uuid.uuid4()) for _ in range(n)]
+    raw = os.urandom(16 * n).hex()
+    ids = []
+    for k in range(0, 32 * n, 32):
+        h = raw[k:k + 32]
+        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return ids
+
+
+#: The RFC 4122 variant in the first hex digit of the fourth group (10xx).
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def _check_options(queue: QueueRow, opts: queues.EnqueueOptions) -> None:
@@ -77,30 +95,37 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
                 raise serialization.deserialize_exception(rt.serializer, rec.error)
             return list(rt.serializer.loads(rec.output or "[]"))
     now = _now()
+    if given_id is not None and len(calls) == 1:
+        ids = [given_id]
+    elif parent is not None:
+        base = f"{parent.workflow_id}-{step_fid}"
+        ids = [base] if len(calls) == 1 else [f"{base}-{i}" for i in range(len(calls))]
+    else:
+        ids = _new_ids(len(calls))
+    dumps = rt.serializer.dumps
+    delay_ms = int((opts.delay_seconds or 0) * 1000)
+    # What every row of the batch shares, and what each row adds to it.
+    shared: dict[str, Any] = dict(
+        status=DELAYED if delay_ms > 0 else ENQUEUED, name=info.name,
+        executor_id=rt.config.executor_id, created_at=now, updated_at=now,
+        application_version=opts.app_version, application_id=rt.config.name,
+        authenticated_user=parent.authenticated_user if parent else None,
+        parent_workflow_id=parent.workflow_id if parent else None,
+        queue_name=queue.name, deduplication_id=opts.deduplication_id,
+        priority=opts.priority or 0, recovery_attempts=0,
+        timeout_ms=int(timeout * 1000) if timeout is not None else None,
+        queue_partition_key=opts.queue_partition_key,
+        delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
+    )
     rows: list[WorkflowRow] = []
     for i, (args, kwargs) in enumerate(calls):
-        if given_id is not None and len(calls) == 1:
-            wid = given_id
-        elif parent is not None:
-            wid = f"{parent.workflow_id}-{step_fid}" + (f"-{i}" if len(calls) > 1 else "")
-        else:
-            wid = str(uuid.uuid4())
-        what = f"workflow {info.name!r}" + (f" (call #{i})" if len(calls) > 1 else "")
-        inputs = serialization.serialize_inputs(rt.serializer, info.func, args, kwargs, what)
-        delay_ms = int((opts.delay_seconds or 0) * 1000)
-        rows.append(WorkflowRow(
-            workflow_id=wid, status=DELAYED if delay_ms > 0 else ENQUEUED, name=info.name,
-            executor_id=rt.config.executor_id, created_at=now, updated_at=now, inputs=inputs,
-            application_version=opts.app_version, application_id=rt.config.name,
-            authenticated_user=parent.authenticated_user if parent else None,
-            parent_workflow_id=parent.workflow_id if parent else None,
-            queue_name=queue.name, deduplication_id=opts.deduplication_id,
-            priority=opts.priority or 0, recovery_attempts=0,
-            timeout_ms=int(timeout * 1000) if timeout is not None else None,
-            queue_partition_key=opts.queue_partition_key,
-            delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
-        ))
-    ids = [r.workflow_id for r in rows]
+        try:
+            inputs = dumps({"args": list(args), "kwargs": kwargs})
+        except Exception:  # again, to say which argument of which call is at fault
+            what = f"workflow {info.name!r}" + (f" (call #{i})" if len(calls) > 1 else "")
+            inputs = serialization.serialize_inputs(rt.serializer, info.func, args, kwargs,
+                                                    what)
+        rows.append(WorkflowRow(workflow_id=ids[i], inputs=inputs, **shared))
     step = None
     # With a deduplication ID the outcome (this workflow, the one holding the
     # ID, or a refusal) is known only after the insert, and the parent's step

@@ -135,7 +135,11 @@ def _bulk_insert(prefix: str, rows: list[WorkflowRow]) -> tuple[str, list[Any]]:
     rows is one parameter."""
     dicts = [vars(r) for r in rows]
     first = dicts[0]
-    varying = [c for c in WORKFLOW_COLUMNS if len(set(map(itemgetter(c), dicts))) > 1]
+    varying = []
+    for c in WORKFLOW_COLUMNS:
+        values = list(map(itemgetter(c), dicts))
+        if values.count(first[c]) != len(values):
+            varying.append(c)
     kinds = dict(c.split(" ") for c in record_type(WorkflowRow).split(", "))
     select = [f"u.{c}" if c in varying else f"%s::{kinds[c]}" for c in WORKFLOW_COLUMNS]
     params: list[Any] = [first[c] for c in WORKFLOW_COLUMNS if c not in varying]
