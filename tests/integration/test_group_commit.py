@@ -105,3 +105,30 @@ def test_many_concurrent_one_step_workflows_each_recorded_once(dbos: Any) -> Non
     assert all(per[w] == ["ENQUEUED", "PENDING", "SUCCESS"] for w in ids)
     recorded = _raw("SELECT COUNT(*) FROM {p}operation_outputs")[0][0]
     assert recorded == n
+
+
+def test_a_commit_backlog_past_its_cap_takes_room_from_new_claims(
+        dbos: Any, monkeypatch: Any) -> None:
+    """Finished workflows waiting for the committer hold no thread, up to
+    COMMIT_BACKLOG of them; past it each one counts against the room for new
+    workflows, so a runner stops claiming while the database falls behind."""
+    from relos.dbos import _rt
+    from relos.runtime import runtime as runtime_module
+    from relos.runtime.context import WorkflowContext
+
+    monkeypatch.setattr(runtime_module, "COMMIT_BACKLOG", 3)
+    rt = _rt()
+    threads = rt.config.max_workflow_threads
+    assert rt.free_workflow_slots() == threads
+    active = [rt.track(WorkflowContext(f"gc-backlog-{i}", "gc_backlog")) for i in range(5)]
+    try:
+        assert rt.free_workflow_slots() == threads - 5
+        assert sorted(rt.running_ids()) == sorted(aw.ctx.workflow_id for aw in active)
+        for aw in active:
+            rt.release_thread(aw)
+        assert rt.free_workflow_slots() == threads - 2  # 5 committing, 3 of them free
+        assert rt.running_ids() == []  # no longer asked about external cancels
+    finally:
+        for aw in active:
+            rt.untrack(aw.ctx.workflow_id)
+    assert rt.free_workflow_slots() == threads
