@@ -69,11 +69,21 @@ class Processes:
         return self._outputs[proc.pid][1].read_text(errors="replace")
 
     def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the process and reap it: when this returns it is gone for good."""
+        """SIGKILL the process and reap it: when this returns it is gone for good,
+        and so are its PostgreSQL sessions (a commit the server was finishing
+        for it has landed or not, for good)."""
         assert proc.poll() is None, (
             f"process {proc.pid} exited early ({proc.returncode}):\n{self.stderr(proc)}")
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=self.deadline) == -signal.SIGKILL
+        if self.url.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                self.wait_for(lambda: conn.execute(
+                    "SELECT COUNT(*) = 0 FROM pg_stat_activity WHERE application_name = %s",
+                    (f"relos:{proc.pid}",)).fetchone()[0],
+                    f"the server to end the sessions of killed process {proc.pid}")
 
     def close(self) -> None:
         for proc in self.procs:

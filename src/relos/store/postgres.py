@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import select
 import threading
@@ -112,10 +113,16 @@ class PostgresStore(SQLStore):
         self._listener: threading.Thread | None = None
         super().__init__(prefix=f'"{schema}".')
         self._ensure_database(connect_timeout, create_database)
+        # Which process a server session belongs to, in pg_stat_activity
+        # (unless the URL names the application itself).
+        self._named: dict[str, Any] = {"application_name": f"relos:{os.getpid()}"}
+        with suppress(psycopg.Error):
+            if "application_name" in psycopg.conninfo.conninfo_to_dict(url):
+                self._named = {}
         self.pool = ConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True, "prepare_threshold": 2}, check=_check_idle,
-            name="relos-system",
+            kwargs={"autocommit": True, "prepare_threshold": 2, **self._named},
+            check=_check_idle, name="relos-system",
         )
         with self._errors():
             self.pool.open(wait=True, timeout=connect_timeout)
@@ -245,7 +252,7 @@ class PostgresStore(SQLStore):
     def _listen(self, on_change: Callable[[str, str], None]) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
+                with psycopg.connect(self.url, autocommit=True, **self._named) as conn:
                     for channel in _CHANNELS:
                         conn.execute(f"LISTEN {channel}")
                     while not self._stop.is_set():
