@@ -65,3 +65,11 @@ def eventually(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def event_history(sql: Any, store: Any, workflow_id: str, key: str) -> list[Any]:
+    """The values of every workflow_events_history row of the event, in order
+    (``sql`` is the contract tests' fixture: SQL with ``{p}`` and ``?``)."""
+    rows = sql(store, "SELECT value FROM {p}workflow_events_history "
+                      "WHERE workflow_id = ? AND key = ? ORDER BY id", workflow_id, key)
+    return [r[0] for r in rows]
