@@ -494,6 +494,24 @@ def test_requeue_is_a_compare_and_swap_on_the_owner(store: SystemStore) -> None:
         ("w1", "owner-b", 2)]
 
 
+def test_requeue_of_a_workflow_that_never_started_takes_its_attempt_back(
+        store: SystemStore) -> None:
+    store.enqueue([queued("w1")])
+    assert dequeue(store, qrow(), owner="owner-a") == ["w1"]
+    assert store.requeue("w1", "owner-a", T0 + 5, started=False)
+    row = store.get_workflow("w1")
+    assert row is not None and (row.status, row.owner, row.recovery_attempts) == (
+        ENQUEUED, None, 0)
+    # Claimed again it is a first attempt: nothing recorded to load.
+    again = store.dequeue(qrow(), "owner-b", "exec-a", T0 + 7, 1, "v1", NAMES)
+    assert [(r.workflow_id, r.recovery_attempts) for r in again] == [("w1", 1)]
+    # One that had run keeps the attempt it used when given back unstarted later.
+    assert store.requeue("w1", "owner-b", T0 + 8)  # as recovery does: it ran
+    assert dequeue(store, qrow(), owner="owner-c") == ["w1"]  # attempts 2
+    assert store.requeue("w1", "owner-c", T0 + 9, started=False)
+    assert store.get_workflow("w1").recovery_attempts == 1
+
+
 def test_requeue_of_a_resumed_workflow(store: SystemStore) -> None:
     """resume_workflow leaves a queued workflow PENDING with no owner and no
     recovery attempts; requeued, it is dequeued as one that ran before (its

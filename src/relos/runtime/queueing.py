@@ -299,7 +299,8 @@ class QueueRunner:
         while self._ready:
             _name, row = self._ready.popleft()
             with contextlib.suppress(errors.RelosError):
-                self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now())
+                self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now(),
+                                       started=False)
 
     def _gather_room(self) -> None:
         """Woken with little room free (finished workflows are released one by

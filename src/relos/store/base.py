@@ -478,10 +478,14 @@ class SystemStore(abc.ABC):
         workflows that became eligible behind it."""
 
     @abc.abstractmethod
-    def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
+    def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
+                started: bool = True) -> bool:
         """Compare-and-swap a PENDING queued workflow whose owner is
         ``expected_owner`` back to ENQUEUED with no owner, so it is dequeued
-        again under the queue's limits. Returns whether it changed."""
+        again under the queue's limits. Returns whether it changed. With
+        ``started=False`` (claimed, then given back before it ran) the claim's
+        recovery attempt is taken back; otherwise the attempts stay at 1 or
+        more, so the next dequeue loads what the workflow recorded."""
 
     @abc.abstractmethod
     def queue_depths(self) -> dict[str, dict[str, int]]:

@@ -313,17 +313,20 @@ def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner
     return claimed
 
 
-def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int) -> bool:
+def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int,
+            started: bool = True) -> bool:
     # A requeued workflow may have recorded steps (it ran, or was resumed after
     # running), and the runtime loads the steps of a dequeued workflow only when
     # its recovery attempts exceed 1 (a fresh one has none to load): so keep the
     # attempts at 1 or more here, as the next dequeue adds one. resume_workflow
     # resets them to 0 before a resumed queued workflow comes back this way.
+    # One given back before it started takes its claim's attempt back instead.
     ph = store._ph
+    attempts = ("CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END" if started
+                else "CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 ELSE 0 END")
     sql = (
         f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
-        f"updated_at = {ph('now')}, recovery_attempts = CASE WHEN recovery_attempts < 1 "
-        f"THEN 1 ELSE recovery_attempts END "
+        f"updated_at = {ph('now')}, recovery_attempts = {attempts} "
         f"WHERE workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
         f"AND queue_name IS NOT NULL "
         f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')"

@@ -541,8 +541,9 @@ class SQLStore(base.SystemStore):
                                  application_version, workflow_names, take_unversioned,
                                  created_from)
 
-    def requeue(self, workflow_id: str, expected_owner: str | None, now: int) -> bool:
-        return queue_sql.requeue(self, workflow_id, expected_owner, now)
+    def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
+                started: bool = True) -> bool:
+        return queue_sql.requeue(self, workflow_id, expected_owner, now, started)
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
         return queue_sql.queue_depths(self)
