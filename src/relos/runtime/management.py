@@ -7,11 +7,10 @@ running here is also told at once (cancel wakes its waits).
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
-from relos.runtime import context, registry, workflow
+from relos.runtime import context, ids, registry, workflow
 from relos.runtime.handles import WorkflowStatus, status_from_row, step_info
 from relos.store.base import (
     ALL_STATUSES,
@@ -76,7 +75,7 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
         raise errors.ConfigError(f"start_step must be an integer >= 0, not {start_step!r}")
     src = _row(rt, workflow_id)
     registry.get_workflow(src.name)  # fail before writing if the function is unknown
-    new_id = new_workflow_id or str(uuid.uuid4())
+    new_id = new_workflow_id or ids.new_id()
     now = workflow._now()
     new = type(src)(**{**vars(src)})
     new.workflow_id = new_id

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
-import uuid
 from collections import defaultdict, deque
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, queues, serialization
 from relos.runtime import context, registry, workflow
+from relos.runtime.ids import new_ids
 from relos.runtime.registry import WorkflowInfo
 from relos.store.base import DELAYED, ENQUEUED, QueueRow, StepRow, WorkflowRow
 
@@ -36,23 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("relos")
 
 Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
-
-
-def _new_ids(n: int) -> list[str]:
-    """``n`` random (version 4) UUIDs as text, from one read of the system's
-    random source (``uuid.uuid4`` reads it once per ID)."""
-    if n < 8:
-        return [str(uuid.uuid4()) for _ in range(n)]
-    raw = os.urandom(16 * n).hex()
-    ids = []
-    for k in range(0, 32 * n, 32):
-        h = raw[k:k + 32]
-        ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
-    return ids
-
-
-#: The RFC 4122 variant in the first hex digit of the fourth group (10xx).
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def _check_options(queue: QueueRow, opts: queues.EnqueueOptions) -> None:
@@ -101,7 +83,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         base = f"{parent.workflow_id}-{step_fid}"
         ids = [base] if len(calls) == 1 else [f"{base}-{i}" for i in range(len(calls))]
     else:
-        ids = _new_ids(len(calls))
+        ids = new_ids(len(calls))
     dumps = rt.serializer.dumps
     delay_ms = int((opts.delay_seconds or 0) * 1000)
     # What every row of the batch shares, and what each row adds to it.

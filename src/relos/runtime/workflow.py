@@ -15,13 +15,12 @@ import asyncio
 import concurrent.futures
 import logging
 import time as _time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, serialization
-from relos.runtime import context, registry, suspension
+from relos.runtime import context, ids, registry, suspension
 from relos.runtime.commits import Write
 from relos.runtime.context import WorkflowContext
 from relos.runtime.registry import WorkflowInfo
@@ -79,7 +78,7 @@ def begin(rt: Runtime, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[s
         elif workflow_id is None:
             workflow_id = f"{parent.workflow_id}-{function_id}"
     if workflow_id is None:
-        workflow_id = str(uuid.uuid4())
+        workflow_id = ids.new_id()
     inputs = serialization.serialize_inputs(
         rt.serializer, info.func, args, kwargs, f"workflow {info.name!r}"
     )
