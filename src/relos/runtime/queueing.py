@@ -344,7 +344,7 @@ class QueueRunner:
                 room = min(room, queue.worker_concurrency - self._running[name])
         if room <= 0 or (self._ready and room < ahead // 4):
             return False  # (with work in hand, claim again when there is room for many)
-        hinted = not limited and not queue.partitioned and not queue.priority_enabled
+        hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
         now = _now()
         rows = rt.store.dequeue(queue, rt.instance_id, rt.config.executor_id, now, room,

@@ -151,6 +151,18 @@ class QueueRow:
     defined_by: str = "code"
     updated_at: int = 0
 
+    @property
+    def unbudgeted(self) -> bool:
+        """No global budget to count (concurrency, rate) and no partitions:
+        a claim is a single statement."""
+        return self.concurrency is None and self.rate_limit is None and not self.partitioned
+
+    @property
+    def in_creation_order(self) -> bool:
+        """Claimed strictly in creation order with no budget to count: a
+        claim may start from a creation time (``dequeue``'s ``created_from``)."""
+        return self.unbudgeted and not self.priority_enabled
+
 
 QUEUE_COLUMNS: tuple[str, ...] = tuple(QueueRow.__dataclass_fields__)
 

@@ -198,8 +198,7 @@ def dequeue(
     if not postgres:
         eligible += _SQLITE_INDEX_HINT
     eligible += f" AND name IN ({store._in_list('fn', workflow_names, params)})"
-    if created_from is not None and queue.concurrency is None and queue.rate_limit is None \
-            and not queue.partitioned and not queue.priority_enabled:
+    if created_from is not None and queue.in_creation_order:
         # A row comparison on the columns of the dequeue index that follow the
         # queue name: PostgreSQL's index scan starts there.
         params["created_from"] = created_from
@@ -211,8 +210,7 @@ def dequeue(
         # second, holding up the writes of running workflows.
         return []
     claimed: list[WorkflowRow] = []
-    if postgres and queue.concurrency is None and queue.rate_limit is None \
-            and not queue.partitioned:
+    if postgres and queue.unbudgeted:
         # No budget to count: the claim is one statement.
         params["room"] = max_claim
         with store._errors(), store._tx() as conn:
