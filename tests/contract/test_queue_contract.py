@@ -175,6 +175,119 @@ def test_enqueue_is_all_or_nothing(store: SystemStore, make_workflow: Callable[.
     assert store.load_steps("parent") == {}
 
 
+#: A batch large enough for each backend's bulk path (COPY on PostgreSQL).
+BIG = 40
+
+
+def test_a_large_batch_stores_every_row_as_given_with_its_history(
+        store: SystemStore, sql: Callable[..., list[tuple[Any, ...]]]) -> None:
+    rows = [queued(f"b{i:02}", at=i, inputs=f'{{"args": ["x\\ty\\n{i}"], "kwargs": {{}}}}',
+                   priority=i % 3, timeout_ms=None if i % 2 else 1000 + i,
+                   authenticated_user=None if i % 4 else "o'brien",
+                   queue_partition_key="p\\q" if i % 5 == 0 else None)
+            for i in range(BIG)]
+    rows[7] = replace(rows[7], status=DELAYED, delay_until_epoch_ms=T0 + 99)
+    assert store.enqueue(rows) == [None] * BIG
+    assert store.enqueue([]) == []
+    for r in rows:
+        assert store.get_workflow(r.workflow_id) == r
+    recorded = sql(store, "SELECT workflow_id, status FROM {p}workflow_status_history "
+                          "ORDER BY workflow_id")
+    assert recorded == [(r.workflow_id, r.status) for r in rows]
+
+
+def test_a_large_batch_with_taken_ids_keeps_them_out_and_stores_the_rest(
+        store: SystemStore) -> None:
+    store.enqueue([queued("b05", inputs='{"args": ["first"], "kwargs": {}}'),
+                   queued("holder", deduplication_id="d")])
+    taken_id, holder = store.get_workflow("b05"), store.get_workflow("holder")
+    rows = [queued(f"b{i:02}", at=i) for i in range(BIG)]
+    rows[9] = replace(rows[9], deduplication_id="d")
+    results = store.enqueue(rows)
+    assert results[5] == taken_id and results[9] == holder
+    assert [i for i, r in enumerate(results) if r is not None] == [5, 9]
+    assert store.get_workflow("b05") == taken_id  # unchanged
+    assert store.get_workflow("b09") is None
+    for i in set(range(BIG)) - {5, 9}:
+        assert store.get_workflow(f"b{i:02}") == rows[i]
+
+
+def test_a_large_batch_is_all_or_nothing(store: SystemStore,
+                                         make_workflow: Callable[..., WorkflowRow]) -> None:
+    store.insert_workflow(make_workflow("parent", status=CANCELLED))
+    step = StepRow("parent", 0, "DBOS.enqueueMany", "DBOS.enqueueMany", "[]", None, T0, T0)
+    with pytest.raises(errors.WorkflowCancelledError):
+        store.enqueue([queued(f"b{i:02}") for i in range(BIG)], step)
+    assert [store.get_workflow(f"b{i:02}") for i in range(BIG)] == [None] * BIG
+    # A row the database cannot take (no name) fails the whole batch too.
+    rows = [queued(f"c{i:02}") for i in range(BIG)]
+    rows[3] = replace(rows[3], name=None)
+    with pytest.raises(errors.RelosError):
+        store.enqueue(rows)
+    assert store.get_workflow("c00") is None
+
+
+def _announcements(store: SystemStore) -> tuple[list[str], Callable[[set[str]], None]]:
+    """Queue names announced to ``store``'s listener, and a wait for a set of them."""
+    heard: list[str] = []
+    lock = threading.Lock()
+
+    def on_change(channel: str, key: str) -> None:
+        if channel == "queues":
+            with lock:
+                heard.append(key)
+
+    store.start_listener(on_change)
+    # The listener LISTENs from its own thread: probe until it hears.
+    deadline = time.monotonic() + 10
+    while "probe" not in heard:
+        assert time.monotonic() < deadline, "the listener never listened"
+        with store._tx() as conn:  # type: ignore[attr-defined]
+            conn.execute("SELECT pg_notify('relos_queues', 'probe')")
+        time.sleep(0.05)
+
+    def wait_for(names: set[str]) -> None:
+        deadline = time.monotonic() + 10
+        while not names <= set(heard) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert names <= set(heard), heard
+
+    return heard, wait_for
+
+
+def test_enqueues_are_announced_to_other_processes(
+        store: SystemStore, db_url: str, sql: Callable[..., list[tuple[Any, ...]]]) -> None:
+    """On PostgreSQL an enqueue wakes other processes' dequeuers (one row, or
+    a batch): from the status trigger, or after commit while the process has
+    other enqueues in flight; rows inserted by plain SQL are announced by the
+    trigger; delayed rows are not announced."""
+    if store.backend != "postgres":
+        pytest.skip("SQLite processes poll: nothing is announced")
+    other = open_store(db_url)  # another process's store, listening
+    try:
+        heard, wait_for = _announcements(other)
+        store.enqueue([queued("a1", "qa")])
+        store.enqueue([queued(f"b{i:02}", "qb") for i in range(BIG)])
+        store.enqueue([queued("d1", "qd", status=DELAYED, delay_until_epoch_ms=T0 + 10)])
+        wait_for({"qa", "qb"})
+        # While another enqueue of the process is in flight (held here), the
+        # trigger stays quiet and the process announces after commit.
+        store._enqueuing += 1  # type: ignore[attr-defined]
+        try:
+            store.enqueue([queued("c1", "qc")])
+            store.enqueue([queued(f"e{i:02}", "qe") for i in range(BIG)])
+        finally:
+            store._enqueuing -= 1  # type: ignore[attr-defined]
+        wait_for({"qc", "qe"})
+        sql(store, "INSERT INTO {p}workflow_status (workflow_id, status, name, executor_id, "
+                   "created_at, updated_at, queue_name) VALUES "
+                   "('plain', 'ENQUEUED', 'queued_wf', 'x', 0, 0, 'qsql')")
+        wait_for({"qsql"})
+        assert "qd" not in heard
+    finally:
+        other.close()
+
+
 # --- dequeue ----------------------------------------------------------------------------------
 
 

@@ -14,11 +14,13 @@ so a plain read first checks that there is anything to claim.
 
 from __future__ import annotations
 
+import functools
 import json
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
+from relos.store.announcer import QUIET
 from relos.store.base import (
     QUEUE_COLUMNS,
     WORKFLOW_COLUMNS,
@@ -77,8 +79,7 @@ def get_queues(store: SQLStore, names: list[str] | None = None) -> list[QueueRow
 def enqueue(
     store: SQLStore, rows: list[WorkflowRow], step: StepRow | None = None
 ) -> list[WorkflowRow | None]:
-    if store.backend == "postgres" and rows:
-        return _enqueue_postgres(store, rows, step)
+    """SQLite's enqueue (PostgreSQL's store calls :func:`enqueue_postgres`)."""
     results: list[WorkflowRow | None] = []
     if len(rows) > 1 and step is None:
         # The usual batch (fresh IDs, nothing to deduplicate against): one
@@ -107,13 +108,13 @@ class _RowByRow(Exception):
     """Rolls a bulk insert back to redo it row by row."""
 
 
-def _enqueue_postgres(
-    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None
+def enqueue_postgres(
+    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None, quiet: bool
 ) -> list[WorkflowRow | None]:
-    """One INSERT for the whole batch (its trigger notifies the dequeuers);
-    without a parent's step to record, that statement is the transaction:
-    one round trip."""
-    sql, params = _bulk_insert(store.prefix, rows)
+    """One INSERT for the whole batch (its trigger notifies the dequeuers,
+    unless ``quiet``: the caller announces after commit); without a parent's
+    step to record, that statement is the transaction: one round trip."""
+    sql, params = _bulk_insert(store.prefix, rows, quiet)
     with store._errors():
         if step is None:
             with store._conn() as conn:
@@ -128,11 +129,16 @@ def _enqueue_postgres(
             return results
 
 
-def _bulk_insert(prefix: str, rows: list[WorkflowRow]) -> tuple[str, list[Any]]:
+def _bulk_insert(prefix: str, rows: list[WorkflowRow], quiet: bool
+                 ) -> tuple[str, list[Any]]:
     """An INSERT of ``rows`` as one statement. The columns whose value differs
     between rows (usually just the IDs and the inputs) come from one JSON
     parameter, read by ``json_to_recordset``; a column with one value for all
-    rows is one parameter."""
+    rows is one parameter (one row: every column, the same statement text
+    each time, prepared once per connection)."""
+    if len(rows) == 1:
+        return (_insert_sql(prefix, (), quiet),
+                list(map(vars(rows[0]).__getitem__, WORKFLOW_COLUMNS)))
     dicts = [vars(r) for r in rows]
     first = dicts[0]
     varying = []
@@ -140,21 +146,33 @@ def _bulk_insert(prefix: str, rows: list[WorkflowRow]) -> tuple[str, list[Any]]:
         values = list(map(itemgetter(c), dicts))
         if values.count(first[c]) != len(values):
             varying.append(c)
-    kinds = dict(c.split(" ") for c in record_type(WorkflowRow).split(", "))
-    select = [f"u.{c}" if c in varying else f"%s::{kinds[c]}" for c in WORKFLOW_COLUMNS]
     params: list[Any] = [first[c] for c in WORKFLOW_COLUMNS if c not in varying]
-    source = ""
     if varying:
-        source = (" FROM json_to_recordset(%s::json) AS u("
-                  + ", ".join(f"{c} {kinds[c]}" for c in varying) + ")")
         pick = itemgetter(*varying)
         values = [pick(d) for d in dicts] if len(varying) > 1 else [
             (pick(d),) for d in dicts]
         params.append(json.dumps([dict(zip(varying, v, strict=True)) for v in values],
                                  separators=(",", ":")))
-    sql = (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
-           f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id")
-    return sql, params
+    return _insert_sql(prefix, tuple(varying), quiet), params
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool) -> str:
+    """The INSERT of :func:`_bulk_insert` whose ``varying`` columns come from
+    the JSON parameter (the last one), the rest from one parameter each;
+    ``quiet``: the status trigger leaves the NOTIFY to the caller."""
+    select = [f"u.{c}" if c in varying else f"%s::{_KINDS[c]}" for c in WORKFLOW_COLUMNS]
+    sources = [f"({QUIET}) AS quiet"] if quiet else []
+    if varying:
+        sources.append("json_to_recordset(%s::json) AS u("
+                       + ", ".join(f"{c} {_KINDS[c]}" for c in varying) + ")")
+    source = f" FROM {', '.join(sources)}" if sources else ""
+    return (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
+            f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id")
+
+
+#: The PostgreSQL type of each workflow_status column, as json_to_recordset reads it.
+_KINDS = dict(c.split(" ") for c in record_type(WorkflowRow).split(", "))
 
 
 def _blocker(store: SQLStore, conn: Any, row: WorkflowRow) -> WorkflowRow:
@@ -334,10 +352,15 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
 
 
 def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:
+    # Two counts, each over the one index holding its rows: the dequeue
+    # index's waiting rows, the (status, executor_id) index's running ones
+    # (one query over all three statuses reads the whole table on PostgreSQL,
+    # where neither index holds them all).
+    count = (f"SELECT queue_name, status, COUNT(*) FROM {store.prefix}workflow_status "
+             f"WHERE queue_name IS NOT NULL AND status ")
     rows = store._all(
-        f"SELECT queue_name, status, COUNT(*) FROM {store.prefix}workflow_status "
-        f"WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'DELAYED', 'PENDING') "
-        f"GROUP BY queue_name, status",
+        f"{count}IN ('ENQUEUED', 'DELAYED') GROUP BY queue_name, status "
+        f"UNION ALL {count}= 'PENDING' GROUP BY queue_name, status",
         {},
     )
     depths: dict[str, dict[str, int]] = {}
