@@ -54,16 +54,17 @@ def drop_postgres_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def eventually(check: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+def eventually(check: Any, timeout: float = 10.0, interval: float = 0.02,
+               what: str = "the condition") -> Any:
     """Poll ``check()`` until it returns something truthy (returned), failing
-    the test after ``timeout`` seconds."""
+    the test after ``timeout`` seconds, saying ``what`` it waited for."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
 
 
@@ -73,3 +74,10 @@ def event_history(sql: Any, store: Any, workflow_id: str, key: str) -> list[Any]
     rows = sql(store, "SELECT value FROM {p}workflow_events_history "
                       "WHERE workflow_id = ? AND key = ? ORDER BY id", workflow_id, key)
     return [r[0] for r in rows]
+
+
+def status_history(sql: Any, store: Any, workflow_id: str) -> list[tuple[Any, ...]]:
+    """(status, owner) of every workflow_status_history row of the workflow, in order
+    (``sql`` is the contract tests' fixture)."""
+    return sql(store, "SELECT status, owner FROM {p}workflow_status_history "
+                      "WHERE workflow_id = ? ORDER BY id", workflow_id)

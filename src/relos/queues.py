@@ -168,19 +168,22 @@ class Queue:
         from relos.runtime.handles import WorkflowHandle
 
         rt = _rt()
-        batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        for item in calls:
-            if isinstance(item, Call):
-                batch.append((tuple(item.args), dict(item.kwargs or {})))
-            elif isinstance(item, tuple):
-                batch.append((item, {}))
-            else:
-                batch.append(((item,), {}))
+        batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+            (item, {}) if type(item) is tuple else _call(item) for item in calls]
         ids = queueing.enqueue(rt, _workflow_info(func), self, batch)
         return [WorkflowHandle(rt, wid) for wid in ids]
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
+
+
+def _call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One item of ``enqueue_many``'s calls as (args, kwargs)."""
+    if isinstance(item, Call):
+        return tuple(item.args), dict(item.kwargs or {})
+    if isinstance(item, tuple):  # a subclass (a named tuple)
+        return item, {}
+    return (item,), {}
 
 
 @dataclass(frozen=True)

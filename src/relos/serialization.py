@@ -472,6 +472,25 @@ def serialize_inputs(
     raise _failure(f"the inputs of {what}", args, first, serializer) from None
 
 
+def inputs_writer(serializer: Serializer) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+    """A function writing a call's inputs as :func:`serialize_inputs` stores
+    them (it raises the serializer's error, unlabelled). With the JSON
+    serializer, a call whose positional arguments are all strings, integers,
+    booleans or None and which has no keyword arguments (the usual task) is
+    written by one C encoder call on the arguments, with the same text."""
+    dumps = serializer.dumps
+    if type(serializer) is not JSONSerializer:
+        return lambda args, kwargs: dumps({"args": list(args), "kwargs": kwargs})
+    native = _NATIVE
+
+    def write(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and native.issuperset(map(type, args)):
+            return '{"args":' + _write(args) + ',"kwargs":{}}'
+        return dumps({"args": list(args), "kwargs": kwargs})
+
+    return write
+
+
 def deserialize_inputs(serializer: Serializer, text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Inverse of :func:`serialize_inputs`."""
     data = serializer.loads(text)

@@ -296,3 +296,17 @@ def test_pending_while_running_then_success(dbos: Any) -> None:
     assert status.status in (PENDING, SUCCESS)
     assert handle.get_result() == 2
     assert handle.get_status().status == SUCCESS
+
+
+def test_launch_moves_the_startup_objects_out_of_the_collectors_way(dbos: Any) -> None:
+    """After a launch, the objects alive at the process's first launch (modules,
+    classes, the application's code) sit in the collector's permanent
+    generation, so its full collections during the run do not walk them."""
+    import gc
+
+    from relos.runtime.runtime import Runtime
+
+    assert gc.get_freeze_count() > 1000
+    assert not any(obj is Runtime for obj in gc.get_objects())  # frozen, not collectable
+    made_after: dict[str, Any] = {"a": [1, 2]}
+    assert any(obj is made_after for obj in gc.get_objects())

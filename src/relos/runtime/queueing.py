@@ -84,7 +84,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         ids = [base] if len(calls) == 1 else [f"{base}-{i}" for i in range(len(calls))]
     else:
         ids = new_ids(len(calls))
-    dumps = rt.serializer.dumps
+    write_inputs = serialization.inputs_writer(rt.serializer)
     delay_ms = int((opts.delay_seconds or 0) * 1000)
     # What every row of the batch shares, and what each row adds to it.
     shared: dict[str, Any] = dict(
@@ -100,14 +100,19 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
     )
     rows: list[WorkflowRow] = []
+    template = vars(WorkflowRow(workflow_id="", **shared))
+    make = object.__new__
     for i, (args, kwargs) in enumerate(calls):
         try:
-            inputs = dumps({"args": list(args), "kwargs": kwargs})
+            inputs = write_inputs(args, kwargs)
         except Exception:  # again, to say which argument of which call is at fault
             what = f"workflow {info.name!r}" + (f" (call #{i})" if len(calls) > 1 else "")
             inputs = serialization.serialize_inputs(rt.serializer, info.func, args, kwargs,
                                                     what)
-        rows.append(WorkflowRow(workflow_id=ids[i], inputs=inputs, **shared))
+        # The template's fields with this row's own (a batch shares all but two).
+        row = make(WorkflowRow)
+        row.__dict__ = {**template, "workflow_id": ids[i], "inputs": inputs}
+        rows.append(row)
     step = None
     # With a deduplication ID the outcome (this workflow, the one holding the
     # ID, or a refusal) is known only after the insert, and the parent's step

@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import gc
 import heapq
 import logging
 import os
@@ -111,6 +112,24 @@ def _settle(future: concurrent.futures.Future[Any], ok: bool, value: Any) -> Non
         future.set_exception(value)
 
 
+_startup_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """At the first launch of the process, move every object alive then (the
+    modules, classes and functions of relos and of the application) to the
+    cyclic garbage collector's permanent generation (``gc.freeze()``, after
+    one collection), so that its full collections during the run walk only
+    what the run created: measured, they cost a queue worker about 3.6 µs
+    per tiny task, 0.25 µs with the startup objects frozen."""
+    global _startup_frozen
+    if _startup_frozen:
+        return
+    _startup_frozen = True
+    gc.collect()
+    gc.freeze()
+
+
 class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -136,6 +155,11 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._deadlines: list[tuple[int, str]] = []
+        #: Workflows that ran here but whose outcome could not be written (the
+        #: database was unreachable or refused the write): still PENDING under
+        #: this process, which no other recovers; rerun here from their
+        #: recorded steps once the database takes writes again.
+        self._unwritten: set[str] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -171,6 +195,7 @@ class Runtime:
             self.store.save_queue(replace(queue.row, updated_at=now))
         if self.config.use_listen_notify:
             self.store.start_listener(self.notifier.notify)
+        _freeze_startup_objects()
         self.launched = True
         runner = self.queue_runner = QueueRunner(self, self.listen_queues)
         self._spawn(self._maintenance, "relos-maintenance")
@@ -268,6 +293,32 @@ class Runtime:
         self.notifier.notify("status", workflow_id)
         if freed:
             self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
+
+    def outcome_not_written(self, workflow_id: str) -> None:
+        """The workflow's outcome could not be written: rerun it (see ``_unwritten``)."""
+        with self._active_lock:
+            self._unwritten.add(workflow_id)
+        self._wake.set()
+
+    def _rerun_unwritten(self) -> None:
+        from relos.runtime import workflow
+
+        with self._active_lock:
+            ids = sorted(w for w in self._unwritten if w not in self._active)
+        for workflow_id in ids:
+            if self._stop.is_set():
+                return
+            try:
+                # None when it is no longer PENDING under this process (the
+                # write did commit, it was cancelled, or it went back to its
+                # queue for the queue runner to start again).
+                workflow.recover(self, workflow_id, self.instance_id)
+            except Exception as exc:  # the database still refuses: next tick
+                logger.warning("cannot yet rerun workflow %s, whose outcome could not be "
+                               "written: %s", workflow_id, exc)
+                return
+            with self._active_lock:
+                self._unwritten.discard(workflow_id)
 
     def active(self, workflow_id: str) -> ActiveWorkflow | None:
         with self._active_lock:
@@ -368,6 +419,8 @@ class Runtime:
                     self.store.heartbeat(self.instance_id, now_ms())
                     last_heartbeat = now
                 self._notice_external_cancels()
+                if self._unwritten:
+                    self._rerun_unwritten()
                 if now - last_recovery >= self.config.recovery_interval_seconds:
                     last_recovery = now
                     self.recover_pending()

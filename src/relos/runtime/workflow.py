@@ -52,6 +52,15 @@ _NOT_THE_WORKFLOWS_FAULT = (
     errors.NotLaunchedError,
 )
 
+#: Refusals of an outcome's write that leave nothing to rerun here: the
+#: workflow was cancelled or taken over meanwhile, or this runtime is
+#: stopping (recovery, by the next process, finishes it).
+_NOT_UNWRITTEN = (
+    errors.WorkflowCancelledError,
+    errors.WorkflowConflictError,
+    errors.NotLaunchedError,
+)
+
 
 @dataclass
 class Start:
@@ -325,6 +334,8 @@ def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
     def done(error: BaseException | None) -> None:
         settle(error)
         rt.untrack(workflow_id)
+        if error is not None and not isinstance(error, _NOT_UNWRITTEN):
+            rt.outcome_not_written(workflow_id)
 
     write = Write(steps, completion, done)
     if not wait:
