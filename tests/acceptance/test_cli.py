@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from dbhelpers import eventually
 from relos import DBOS, SetWorkflowID
 from relos.errors import AwaitedWorkflowCancelledError
 from relos.store import migrations
@@ -108,14 +109,7 @@ def fails(*args: str, **kwargs: Any) -> str:
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    return eventually(predicate, timeout, 0.05, what)
 
 
 def run(func: Callable[..., Any], workflow_id: str, *args: Any) -> Any:

@@ -1,6 +1,6 @@
 """A small relos application with queues, run as separate processes by
 tests/integration/test_queue_cluster.py (and by the cross-process wake-up
-tests of test_queues.py).
+tests of test_queue_usage.py).
 
 Usage::
 
@@ -48,7 +48,7 @@ LIFETIME_SECONDS = 120.0
 cluster_queue = Queue("qapp_cluster", concurrency=5, worker_concurrency=2)
 #: The take-over test: at most 4 at once.
 takeover_queue = Queue("qapp_takeover", concurrency=4)
-#: The cross-process wake-up test (test_queues.py defines the same queue).
+#: The cross-process wake-up test (queue_workflows.py defines the same queue).
 notify_queue = Queue("qapp_notify")
 #: The mass test: 1,000 workflows, three workers, one killed mid-run.
 mass_queue = Queue("qapp_mass", worker_concurrency=8)
@@ -144,7 +144,7 @@ def mass_wf(i: int, seconds: float) -> int:
 
 @DBOS.workflow(name="qapp.notify_target")
 def notify_target(enqueued_at: float) -> float:
-    """Only enqueued from here: test_queues.py's process runs its own version."""
+    """Only enqueued from here: the tests' process runs its own version (queue_workflows.py)."""
     return enqueued_at
 
 

@@ -232,6 +232,10 @@ def kill_many_in_flight(crash: Crash, prefix: str, count: int, sleep: float = MA
     crash.wait_for(lambda: crash.count("all-started", prefix), "the workflows to start", starter)
     crash.wait_for(lambda: crash.count("m1", pid=starter.pid) == count,
                    "every first step to run", starter)
+    # Both cases must occur: a first step whose record committed before the kill
+    # (never runs again) and, usually, some whose record had not (run once more).
+    crash.wait_for(lambda: any(0 in crash.steps(wid) for wid in ids),
+                   "a first step's record to commit", starter)
     crash.kill(starter)
     recorded = {wid: set(crash.steps(wid)) for wid in ids}
     assert all(r <= {0, 1} for r in recorded.values()), recorded

@@ -1,0 +1,378 @@
+"""Queues in use, through the public API, on SQLite and PostgreSQL:
+enqueueing from workflows, run-time changes, listening, cancellation,
+timeouts, async, and wake-ups across processes (the shared queues and
+workflows are in ``queue_workflows.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from queue_workflows import (
+    APP,
+    DEADLINE,
+    basic_queue,
+    calls,
+    cancel_queue,
+    conc_queue,
+    dedup_queue,
+    dyn_queue,
+    gates,
+    launched,
+    listen_a,
+    listen_b,
+    new_gate,
+    new_tag,
+    peak,
+    prio_queue,
+    results,
+    running,
+    started_keys,
+    status_of,
+    timeout_queue,
+    tq_add,
+    tq_async_parent,
+    tq_async_wf,
+    tq_dedup_parent,
+    tq_gated,
+    tq_parent,
+    tq_parent_many,
+    tq_sleepy,
+    tq_timed,
+    wait_until,
+    workflows_named,
+)
+
+from relos import (
+    CANCELLED,
+    DBOS,
+    DELAYED,
+    ENQUEUED,
+    SUCCESS,
+    AwaitedWorkflowCancelledError,
+    ConfigError,
+    SerializationError,
+    SetEnqueueOptions,
+    SetWorkflowID,
+    SetWorkflowTimeout,
+    WorkflowHandleAsync,
+)
+from relos.queues import Call
+from relos.store import SystemStore
+
+# --- enqueueing from workflows ---------------------------------------------------------
+
+
+def test_enqueue_in_a_workflow_is_a_step_and_replays(dbos: Any, raw_store: SystemStore) -> None:
+    tag = new_tag()
+    with SetWorkflowID(f"tq-parent-{tag}"):
+        parent = DBOS.start_workflow(tq_parent, tag, 4)
+    child_id = f"tq-parent-{tag}-0"
+    assert parent.get_result(timeout_seconds=DEADLINE) == [child_id, 40, "after"]
+    child = DBOS.get_workflow_status(child_id)
+    assert child is not None
+    assert (child.queue_name, child.parent_workflow_id, child.status) == (
+        "tq_basic", parent.workflow_id, SUCCESS)
+    steps = DBOS.list_workflow_steps(parent.workflow_id)
+    assert [(s["function_id"], s["function_name"], s["child_workflow_id"], s["output"])
+            for s in steps[:1]] == [(0, "DBOS.enqueue", child_id, [child_id])]
+    # A fork that replays the enqueue step gets the same child, enqueues nothing.
+    fork = DBOS.fork_workflow(parent.workflow_id, 1)
+    assert fork.get_result(timeout_seconds=DEADLINE) == [child_id, 40, "after"]
+    assert calls[f"child:{tag}"] == 1
+    assert workflows_named(raw_store, "tq_child") == [child_id]
+    # A fork from the enqueue itself enqueues a new child, named after the fork.
+    refork = DBOS.fork_workflow(parent.workflow_id, 0)
+    assert refork.get_result(timeout_seconds=DEADLINE) == [
+        f"{refork.workflow_id}-0", 40, "after"]
+    assert calls[f"child:{tag}"] == 2
+
+
+def test_enqueue_many_in_a_workflow(dbos: Any) -> None:
+    tag = new_tag()
+    with SetWorkflowID(f"tq-many-{tag}"):
+        parent = DBOS.start_workflow(tq_parent_many, tag)
+    ids = [f"tq-many-{tag}-0-0", f"tq-many-{tag}-0-1"]
+    assert parent.get_result(timeout_seconds=DEADLINE) == [ids, [10, 20]]
+    [step] = DBOS.list_workflow_steps(parent.workflow_id)
+    assert (step["function_name"], step["output"]) == ("DBOS.enqueueMany", ids)
+    fork = DBOS.fork_workflow(parent.workflow_id, 1)
+    assert fork.get_result(timeout_seconds=DEADLINE) == [ids, [10, 20]]
+    assert calls[f"child:{tag}"] == 2
+
+
+def test_deduplicated_enqueue_in_a_workflow_replays_the_same_outcome(dbos: Any) -> None:
+    tag, gate = new_tag(), new_gate()
+    with SetEnqueueOptions(deduplication_id=tag):
+        holder = dedup_queue.enqueue(tq_gated, tag, "holder", gate)
+    got = DBOS.start_workflow(tq_dedup_parent, tag, tag, True)
+    assert got.get_result(timeout_seconds=DEADLINE) == holder.workflow_id
+    refused = DBOS.start_workflow(tq_dedup_parent, tag, tag, False)
+    assert refused.get_result(timeout_seconds=DEADLINE) == (
+        f"deduplicated by {holder.workflow_id}")
+    gates[gate].set()
+    assert holder.get_result(timeout_seconds=DEADLINE) == "holder"
+    # Replaying the enqueue step gives what the original run got, though the
+    # deduplication ID is free now.
+    assert DBOS.fork_workflow(got.workflow_id, 1).get_result(
+        timeout_seconds=DEADLINE) == holder.workflow_id
+    assert DBOS.fork_workflow(refused.workflow_id, 1).get_result(
+        timeout_seconds=DEADLINE) == f"deduplicated by {holder.workflow_id}"
+    assert started_keys(tag) == ["holder"]
+
+
+def test_enqueue_many(dbos: Any, raw_store: SystemStore) -> None:
+    handles = basic_queue.enqueue_many(tq_add, [(1, 2), Call((3,), {"b": 4}), 5, (6,),
+                                                Call(kwargs={"a": 7})])
+    assert len({h.workflow_id for h in handles}) == 5
+    assert results(handles) == [3, 7, 5, 6, 7]
+    stored = [raw_store.get_workflow(h.workflow_id) for h in handles]
+    assert all(r is not None and r.queue_name == "tq_basic" for r in stored)
+    # Enqueued together: one transaction, one creation time.
+    assert len({r.created_at for r in stored if r is not None}) == 1
+    assert basic_queue.enqueue_many(tq_add, []) == []
+
+
+def test_enqueue_many_is_all_or_nothing(dbos: Any, raw_store: SystemStore) -> None:
+    before = workflows_named(raw_store, "tq_add")
+    with pytest.raises(SerializationError, match=r"argument 'a' of workflow 'tq_add' "
+                                                 r"\(call #3\)") as refused:
+        basic_queue.enqueue_many(tq_add, [(1,), (2,), (3,), (object(),), (5,)])
+    assert "object" in str(refused.value)
+    assert workflows_named(raw_store, "tq_add") == before
+
+
+# --- run-time changes and listening --------------------------------------------------------
+
+
+def test_register_queue_changes_the_running_executor(dbos: Any, raw_store: SystemStore) -> None:
+    tag, gate = new_tag(), new_gate()
+    original = dyn_queue.row
+    try:
+        handles = [dyn_queue.enqueue(tq_gated, tag, i, gate) for i in range(6)]
+        wait_until(lambda: running(tag) == 1, "the first workflow to run")
+        time.sleep(0.5)  # concurrency 1: nothing else starts meanwhile
+        assert running(tag) == 1
+        changed_at = time.monotonic()
+        q = DBOS.register_queue("tq_dyn", concurrency=3)
+        assert q is dyn_queue and dyn_queue.concurrency == 3
+        [row] = raw_store.get_queues(["tq_dyn"])
+        assert (row.concurrency, row.defined_by) == (3, "runtime")
+        wait_until(lambda: running(tag) == 3, "3 workflows to run", timeout=5)
+        assert time.monotonic() - changed_at < 2.0
+        time.sleep(0.3)
+        assert running(tag) == 3
+        gates[gate].set()
+        assert sorted(results(handles)) == list(range(6))
+        assert peak(tag) == 3
+    finally:
+        dyn_queue.row = original
+
+
+def test_listen_queues(db_url: str, no_listen_filter: None) -> None:
+    tag = new_tag()
+    with pytest.raises(ConfigError, match="listen_queues takes queue names or Queues"):
+        DBOS.listen_queues([""])
+    with launched(db_url, listen=[listen_a]):
+        with pytest.raises(ConfigError, match="before DBOS.launch"):
+            DBOS.listen_queues(["tq_listen_b"])
+        handle_b = listen_b.enqueue(tq_timed, tag, "b")
+        handle_a = listen_a.enqueue(tq_timed, tag, "a")
+        assert handle_a.get_result(timeout_seconds=DEADLINE) == "a"
+        time.sleep(1.0)  # queue B's work stays where it is
+        assert status_of(handle_b) == ENQUEUED
+        assert started_keys(tag) == ["a"]
+    with launched(db_url, listen=["tq_listen_b"]):  # a process listening to B runs it
+        again = DBOS.retrieve_workflow(handle_b.workflow_id)
+        assert again.get_result(timeout_seconds=DEADLINE) == "b"
+
+
+def test_listen_queues_does_not_outlive_destroy(db_url: str, no_listen_filter: None) -> None:
+    with launched(db_url, listen=[listen_a]):
+        pass
+    with launched(db_url):  # a new instance that did not call listen_queues
+        handle = listen_b.enqueue(tq_add, 2, 2)
+        assert handle.get_result(timeout_seconds=3) == 4
+
+
+# --- cancellation and timeouts ---------------------------------------------------------
+
+
+def test_cancel_enqueued_and_delayed_workflows(dbos: Any) -> None:
+    tag, gate = new_tag(), new_gate()
+    blocker = cancel_queue.enqueue(tq_gated, tag, "blocker", gate)
+    wait_until(lambda: running(tag) == 1, "the blocker to run")
+    waiting = cancel_queue.enqueue(tq_timed, tag, "waiting")
+    with SetEnqueueOptions(delay_seconds=0.3):
+        delayed = cancel_queue.enqueue(tq_timed, tag, "delayed")
+    assert (status_of(waiting), status_of(delayed)) == (ENQUEUED, DELAYED)
+    DBOS.cancel_workflow(waiting.workflow_id)
+    DBOS.cancel_workflow(delayed.workflow_id)
+    assert (status_of(waiting), status_of(delayed)) == (CANCELLED, CANCELLED)
+    gates[gate].set()
+    blocker.get_result(timeout_seconds=DEADLINE)
+    wait_until(lambda: time.time() * 1000 > (delayed.get_status().created_at + 400),
+               "the delay to pass")
+    # The queue (concurrency 1, oldest first) serves a later workflow: the
+    # cancelled ones, being older, would have run before it.
+    later = cancel_queue.enqueue(tq_timed, tag, "later")
+    assert later.get_result(timeout_seconds=DEADLINE) == "later"
+    assert started_keys(tag) == ["blocker", "later"]
+    for h in (waiting, delayed):
+        assert status_of(h) == CANCELLED
+        with pytest.raises(AwaitedWorkflowCancelledError):
+            h.get_result(timeout_seconds=DEADLINE)
+
+
+def test_resume_of_a_cancelled_queued_workflow_replays_its_steps(dbos: Any) -> None:
+    tag = new_tag()
+    handle = basic_queue.enqueue(tq_sleepy, tag, 1.5)
+    wait_until(lambda: len(DBOS.list_workflow_steps(handle.workflow_id)) == 2,
+               "the workflow to be asleep")
+    DBOS.cancel_workflow(handle.workflow_id)
+    with pytest.raises(AwaitedWorkflowCancelledError):
+        handle.get_result(timeout_seconds=DEADLINE)
+    resumed = DBOS.resume_workflow(handle.workflow_id)
+    # Back through its queue, it replays the step it had recorded and finishes.
+    assert resumed.get_result(timeout_seconds=DEADLINE) == "woke"
+    assert started_keys(tag) == ["sleepy"], "the recorded step ran again"
+    assert [s["function_name"] for s in DBOS.list_workflow_steps(handle.workflow_id)] == [
+        "tq_span_step", "DBOS.sleep"]
+    assert status_of(handle) == SUCCESS
+
+
+def test_timeout_of_a_queued_workflow_starts_at_dequeue(
+        dbos: Any, raw_store: SystemStore) -> None:
+    tag = new_tag()
+    blocker = timeout_queue.enqueue(tq_timed, tag, "blocker", 1.2)
+    wait_until(lambda: running(tag) == 1, "the blocker to run")
+    with SetWorkflowTimeout(0.8):
+        patient = timeout_queue.enqueue(tq_timed, tag, "patient", 0.1)
+    with SetWorkflowTimeout(0.4):
+        sleepy = timeout_queue.enqueue(tq_sleepy, tag, 30.0)
+    status = patient.get_status()
+    assert (status.status, status.workflow_timeout_ms, status.workflow_deadline_epoch_ms) == (
+        ENQUEUED, 800, None)
+    # Waited 1.2 s in the queue with a 0.8 s timeout, and still runs to the end.
+    assert patient.get_result(timeout_seconds=DEADLINE) == "patient"
+    row = raw_store.get_workflow(patient.workflow_id)
+    assert row is not None and row.started_at is not None
+    assert row.deadline_epoch_ms == row.started_at + 800
+    # Its timeout still applies once it runs.
+    with pytest.raises(AwaitedWorkflowCancelledError):
+        sleepy.get_result(timeout_seconds=DEADLINE)
+    srow = raw_store.get_workflow(sleepy.workflow_id)
+    assert srow is not None and srow.started_at is not None
+    assert (srow.status, srow.deadline_epoch_ms) == (CANCELLED, srow.started_at + 400)
+    assert srow.updated_at - srow.started_at < 3000
+    assert blocker.get_result() == "blocker"
+
+
+# --- async -----------------------------------------------------------------------------
+
+
+def test_enqueue_async(dbos: Any) -> None:
+    async def main() -> None:
+        handle = await basic_queue.enqueue_async(tq_async_wf, 4)
+        assert isinstance(handle, WorkflowHandleAsync)
+        assert await handle.get_result(timeout_seconds=DEADLINE) == 12
+        sync_wf = await conc_queue.enqueue_async(tq_add, 1, b=2)
+        assert await sync_wf.get_result(timeout_seconds=DEADLINE) == 3
+        with SetEnqueueOptions(priority=2):
+            prio = await prio_queue.enqueue_async(tq_add, 5)
+        assert (await prio.get_status()).priority == 2
+        with SetEnqueueOptions(priority=2), pytest.raises(ConfigError, match="priorit"):
+            await basic_queue.enqueue_async(tq_add, 5)
+        assert await prio.get_result(timeout_seconds=DEADLINE) == 5
+        # As with enqueue: SetWorkflowID names the next workflow enqueued, only that one.
+        named = f"tq-async-{uuid.uuid4().hex}"
+        with SetWorkflowID(named):
+            first = await basic_queue.enqueue_async(tq_async_wf, 1)
+            second = await basic_queue.enqueue_async(tq_async_wf, 2)
+        assert first.workflow_id == named and second.workflow_id != named
+        assert await second.get_result(timeout_seconds=DEADLINE) == 6
+        with SetWorkflowID(f"{named}-parent"):
+            parent = await DBOS.start_workflow_async(tq_async_parent, 7)
+        assert await parent.get_result(timeout_seconds=DEADLINE) == [f"{named}-parent-0", 21]
+
+    asyncio.run(main())
+
+
+def test_enqueue_sync_consumes_the_workflow_id(dbos: Any) -> None:
+    named = f"tq-sync-{uuid.uuid4().hex}"
+    with SetWorkflowID(named):
+        first = basic_queue.enqueue(tq_add, 1)
+        second = basic_queue.enqueue(tq_add, 2)
+    assert first.workflow_id == named and second.workflow_id != named
+    assert results([first, second]) == [1, 2]
+
+
+# --- across processes ------------------------------------------------------------------
+
+
+def enqueue_from_another_process(db_url: str, tmp_path: Path, count: int) -> list[str]:
+    """Enqueue ``count`` ``qapp.notify_target`` workflows from a fresh process
+    (which dequeues nothing itself), each ~0.7 s after the previous one, once
+    that process is up; their IDs."""
+    log, go = tmp_path / "effects.log", tmp_path / "go"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELOS_")}
+    ids: list[str] = []
+    for n in range(count):
+        go.unlink(missing_ok=True)
+        out, err = tmp_path / f"enqueue{n}.out", tmp_path / f"enqueue{n}.err"
+        with open(out, "wb") as fout, open(err, "wb") as ferr:
+            proc = subprocess.Popen(
+                [sys.executable, str(APP), db_url, "enqueue", str(log), "--queue",
+                 "qapp_notify", "--count", "1", "--go", str(go)],
+                stdout=fout, stderr=ferr, env=env, cwd=tmp_path)
+        try:
+            def ready(n: int = n, proc: subprocess.Popen[bytes] = proc) -> bool:
+                return proc.poll() is not None or (
+                    log.exists() and log.read_text().count("enqueue-ready") > n)
+
+            wait_until(ready, "the enqueuer to be ready")
+            assert proc.poll() is None, err.read_text()
+            time.sleep(0.7)  # let this process's dequeuer settle into its idle wait
+            go.touch()
+            assert proc.wait(timeout=DEADLINE) == 0, err.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        ids += json.loads(out.read_text().splitlines()[-1])
+    return ids
+
+
+@pytest.mark.slow
+@pytest.mark.postgres_only
+def test_listen_notify_wakes_an_idle_dequeuer_at_once(
+        db_url: str, backend: str, tmp_path: Path) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite cannot announce another process's enqueue")
+    # A 5 s poll: only a notification can make the dequeuer react in < 0.5 s.
+    with launched(db_url, poll_interval_seconds=5.0, use_listen_notify=True):
+        ids = enqueue_from_another_process(db_url, tmp_path, 3)
+        latencies = []
+        for wid in ids:
+            enqueued_at, step_at = DBOS.retrieve_workflow(wid).get_result(
+                timeout_seconds=DEADLINE)
+            latencies.append(step_at - enqueued_at)
+    assert max(latencies) < 0.5, f"enqueue-to-start latencies: {latencies}"
+
+
+@pytest.mark.slow
+def test_without_listen_notify_polling_finds_the_work(
+        db_url: str, backend: str, tmp_path: Path) -> None:
+    with launched(db_url, use_listen_notify=False):
+        [wid] = enqueue_from_another_process(db_url, tmp_path, 1)
+        enqueued_at, step_at = DBOS.retrieve_workflow(wid).get_result(timeout_seconds=DEADLINE)
+    assert 0 <= step_at - enqueued_at < 5.0
