@@ -194,6 +194,12 @@ class QueueRunner:
         #: so a finishing workflow's thread takes the next one at once and the
         #: claims stay large (see ``_poll``).
         self._ready: deque[tuple[str, WorkflowRow]] = deque()
+        #: Taken from ``_ready`` and not yet tracked by the runtime (so not yet
+        #: counted in its free slots): the workflow threads and the runner
+        #: take from ``_ready`` concurrently, under ``_ready_lock``.
+        self._starting = 0
+        self._ready_lock = threading.Lock()
+        self._stopping = False
         #: Workflows finished here, and the rate (per second) they finish at,
         #: re-measured every tenth of a second: the claim-ahead room is what
         #: this process finishes in CLAIM_AHEAD_SECONDS, so slow workflows are
@@ -283,8 +289,10 @@ class QueueRunner:
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
-        while self._ready:
-            _name, row = self._ready.popleft()
+        with self._ready_lock:
+            self._stopping = True  # (the workflow threads take no more)
+            given_back, self._ready = list(self._ready), deque()
+        for _name, row in given_back:
             with contextlib.suppress(errors.RelosError):
                 self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now(),
                                        started=False)
@@ -399,21 +407,23 @@ class QueueRunner:
             self._rate_mark = (now, self._finished_count)
         return min(CLAIM_AHEAD_MAX, int(self._rate * CLAIM_AHEAD_SECONDS))
 
+    def _take_ready(self) -> tuple[str, WorkflowRow] | None:
+        """The next claimed workflow, if this process has a free thread for it."""
+        with self._ready_lock:
+            if self._stopping or not self._ready \
+                    or self.rt.free_workflow_slots() - self._starting <= 0:
+                return None
+            self._starting += 1
+            return self._ready.popleft()
+
     def _start_ready(self) -> None:
         """Start claimed workflows while this process has free threads."""
-        rt = self.rt
-        while self._ready and rt.free_workflow_slots() > 0:
-            name, row = self._ready.popleft()
-            try:
-                self._start(name, row)
-            except Exception:
-                # Claimed but not running here: give it back to the queue rather
-                # than leave it PENDING under an owner that is alive.
-                logger.exception("cannot start dequeued workflow %s", row.workflow_id)
-                with contextlib.suppress(errors.RelosError):
-                    rt.store.requeue(row.workflow_id, rt.instance_id, _now())
+        while (taken := self._take_ready()) is not None:
+            self._start(*taken)
 
-    def _start(self, name: str, row: WorkflowRow) -> None:
+    def _prepare(self, name: str, row: WorkflowRow) -> tuple[WorkflowInfo, workflow.Start] | None:
+        """Make a workflow taken from ``_ready`` ready to run here (None: it
+        will not run here, or was given back)."""
         rt = self.rt
         try:
             info = registry.get_workflow(row.name)
@@ -422,12 +432,32 @@ class QueueRunner:
             start = workflow.adopt(rt, row, load_steps=row.recovery_attempts > 1)
         except errors.RelosError as exc:
             logger.error("cannot start dequeued workflow %s: %s", row.workflow_id, exc)
-            rt.store.requeue(row.workflow_id, rt.instance_id, _now())
-            return
+            with contextlib.suppress(errors.RelosError):
+                rt.store.requeue(row.workflow_id, rt.instance_id, _now())
+            return None
+        except Exception:
+            # Claimed but not running here: give it back to the queue rather
+            # than leave it PENDING under an owner that is alive.
+            logger.exception("cannot start dequeued workflow %s", row.workflow_id)
+            with contextlib.suppress(errors.RelosError):
+                rt.store.requeue(row.workflow_id, rt.instance_id, _now())
+            return None
+        finally:
+            with self._ready_lock:  # tracked by now (or not to run): counted by the runtime
+                self._starting -= 1
         if start is None or start.run is None:
-            return
+            return None
         with self._lock:
             self._running[name] += 1
+        return info, start
+
+    def _start(self, name: str, row: WorkflowRow) -> None:
+        prepared = self._prepare(name, row)
+        if prepared is not None:
+            self._dispatch(name, *prepared)
+
+    def _dispatch(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
+        rt = self.rt
         # Run it as workflow.dispatch does, keeping the future of the whole run:
         # it completes after the workflow is untracked, so when _finished wakes
         # the dequeuer the thread the workflow used already counts as free (the
@@ -444,15 +474,32 @@ class QueueRunner:
             else:
                 rt.workflow_pool.submit(self._execute, name, info, start)
         except BaseException:
-            rt.untrack(row.workflow_id)
+            rt.untrack(start.workflow_id)
             self._finished(name)
             raise
 
     def _execute(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
-        try:
-            workflow.execute(self.rt, info, start)
-        finally:
-            self._finished(name)
+        """Run a dequeued workflow, then, on the same thread, the next claimed
+        ones while there are any: the threads keep working while the runner
+        waits on its next claim (tiny workflows would all be done long before
+        it returns), and no hand-off between threads per workflow."""
+        while True:
+            try:
+                workflow.execute(self.rt, info, start)
+            finally:
+                self._finished(name)
+            while True:
+                taken = self._take_ready()
+                if taken is None:
+                    return
+                prepared = self._prepare(*taken)
+                if prepared is None:
+                    continue
+                if prepared[0].is_async:
+                    self._dispatch(taken[0], *prepared)
+                    continue
+                name, (info, start) = taken[0], prepared
+                break
 
     def _finished(self, name: str) -> None:
         with self._lock:

@@ -358,11 +358,13 @@ class PostgresStore(SQLStore):
                 and steps[0].workflow_id == completions[0].workflow_id:
             self._complete_with_step(steps[0], completions[0])
             return
-        with self._errors(), self._tx() as conn:
+        with self._errors(), self._conn() as conn, conn.pipeline() as pipe, \
+                conn.transaction():
             conn.execute(_BATCH_PLAN)
             if steps:
-                n = conn.execute(self._insert_steps_sql, (_json_rows(steps),)).rowcount
-                if n != len(steps):  # raising rolls the batch back
+                cur = conn.execute(self._insert_steps_sql, (_json_rows(steps),))
+                pipe.sync()
+                if cur.rowcount != len(steps):  # raising rolls the batch back
                     if len(steps) == 1:
                         self._step_refused(steps[0])  # says why
                     raise errors.WorkflowConflictError("a step record of the batch was refused")

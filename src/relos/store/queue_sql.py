@@ -231,9 +231,11 @@ def dequeue(
     if postgres and queue.unbudgeted:
         # No budget to count: the claim is one statement.
         params["room"] = max_claim
-        with store._errors(), store._tx() as conn:
-            conn.execute(_PG_CLAIM_PLAN)
-            return _claim(store, conn, eligible, params, owner, executor_id, now)
+        with store._errors(), store._conn() as conn:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(_PG_CLAIM_PLAN)
+                cur = _claim_cursor(store, conn, eligible, params, owner, executor_id, now)
+            return _claimed(cur.fetchall())
     with store._errors(), store._tx() as conn:
         if postgres:
             conn.execute(_PG_CLAIM_PLAN)
@@ -309,10 +311,16 @@ def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner
     first in priority order; one UPDATE whose sub-select picks them (skipping
     rows another dequeuer has locked, on PostgreSQL). The claimed rows, in
     priority order."""
+    return _claimed(_claim_cursor(store, conn, where, params, owner, executor_id, now
+                                  ).fetchall())
+
+
+def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner: str,
+                  executor_id: str, now: int) -> Any:
     ph, p = store._ph, store.prefix
     lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
     params = {**params, "owner": owner, "executor_id": executor_id, "now": now}
-    rows = conn.execute(
+    return conn.execute(
         f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
         f"executor_id = {ph('executor_id')}, started_at = {ph('now')}, "
         f"updated_at = {ph('now')}, recovery_attempts = recovery_attempts + 1, "
@@ -323,7 +331,10 @@ def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner
         f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}{lock}) "
         f"RETURNING {', '.join(WORKFLOW_COLUMNS)}",
         params,
-    ).fetchall()
+    )
+
+
+def _claimed(rows: list[Any]) -> list[WorkflowRow]:
     claimed = [WorkflowRow(*r) for r in rows]
     claimed.sort(key=lambda r: (r.priority, r.created_at, r.workflow_id))
     return claimed
