@@ -477,18 +477,32 @@ def inputs_writer(serializer: Serializer) -> Callable[[tuple[Any, ...], dict[str
     them (it raises the serializer's error, unlabelled). With the JSON
     serializer, a call whose positional arguments are all strings, integers,
     booleans or None and which has no keyword arguments (the usual task) is
-    written by one C encoder call on the arguments, with the same text."""
+    written argument by argument by the encoder's own functions for those
+    types, with the same text."""
     dumps = serializer.dumps
     if type(serializer) is not JSONSerializer:
         return lambda args, kwargs: dumps({"args": list(args), "kwargs": kwargs})
-    native = _NATIVE
+    plain = _PLAIN_TEXT
 
     def write(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        if not kwargs and native.issuperset(map(type, args)):
-            return '{"args":' + _write(args) + ',"kwargs":{}}'
+        if not kwargs:
+            try:
+                return '{"args":[' + ",".join([plain[type(a)](a) for a in args]) + '],"kwargs":{}}'
+            except KeyError:  # an argument of another type
+                pass
         return dumps({"args": list(args), "kwargs": kwargs})
 
     return write
+
+
+#: The JSON text of a value of these exact types, as the encoder writes it
+#: (strings ASCII-escaped), without setting up an encoder per call.
+_PLAIN_TEXT: dict[type, Callable[[Any], str]] = {
+    str: json.encoder.encode_basestring_ascii,
+    int: int.__repr__,
+    bool: lambda b: "true" if b else "false",
+    type(None): lambda _: "null",
+}
 
 
 def deserialize_inputs(serializer: Serializer, text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:

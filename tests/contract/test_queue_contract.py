@@ -27,6 +27,7 @@ from relos.store.base import (
     PENDING,
     SUCCESS,
     QueueRow,
+    RowBatch,
     StepRow,
     SystemStore,
     WorkflowRow,
@@ -194,6 +195,32 @@ def test_a_large_batch_stores_every_row_as_given_with_its_history(
     recorded = sql(store, "SELECT workflow_id, status FROM {p}workflow_status_history "
                           "ORDER BY workflow_id")
     assert recorded == [(r.workflow_id, r.status) for r in rows]
+
+
+def test_a_row_batch_stores_its_rows_with_any_characters(store: SystemStore) -> None:
+    """One call's batch (shared columns, per-row IDs and inputs), with every
+    character the bulk paths must escape, in the IDs, the inputs and the
+    shared columns; a row the batch makes equals the row stored."""
+    shared = queued("", authenticated_user="tab\there, back\\slash",
+                    queue_partition_key="line\nbreak\r", timeout_ms=5, priority=2)
+    ids = [f"r{i:02}" + ("\t\\\n\r"[i % 4] if i % 3 else "") for i in range(BIG)]
+    inputs: list[str | None] = [f'{{"args": ["a\\b\tc\nd\re {i}"], "kwargs": {{}}}}'
+                                for i in range(BIG)]
+    inputs[4] = None
+    batch = RowBatch(shared, ids, inputs)
+    assert len(batch) == BIG and batch[-1].workflow_id == ids[-1]
+    assert [r.workflow_id for r in batch[2:5]] == ids[2:5]
+    assert store.enqueue(batch) == [None] * BIG
+    for i, row in enumerate(batch):
+        assert row == replace(shared, workflow_id=ids[i], inputs=inputs[i])
+        assert store.get_workflow(ids[i]) == row
+    # Taken IDs: kept out and reported, the rest stored (the bulk path's fallback).
+    again = RowBatch(shared, [ids[1]] + [f"s{i:02}" for i in range(1, BIG)], ["{}"] * BIG)
+    results = store.enqueue(again)
+    assert results[0] == batch[1] and results[1:] == [None] * (BIG - 1)
+    assert store.get_workflow("s39") == again[39]
+    with pytest.raises(ValueError, match="one input per workflow ID"):
+        RowBatch(shared, ["x"], [])
 
 
 def test_a_large_batch_with_taken_ids_keeps_them_out_and_stores_the_rest(

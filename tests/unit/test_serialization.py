@@ -25,6 +25,7 @@ from relos.serialization import (
     deserialize_exception,
     deserialize_inputs,
     get_serializer,
+    inputs_writer,
     serialize_exception,
     serialize_inputs,
     serialize_value,
@@ -400,6 +401,24 @@ def test_inputs_round_trip() -> None:
     assert_same(deserialize_inputs(JSON, text), (args, kwargs))
     plain = serialize_inputs(JSON, reminder, ("a", 1), {"k": [1]}, "workflow 'reminder'")
     assert json.loads(plain) == {"args": ["a", 1], "kwargs": {"k": [1]}}
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((), {}),
+    ((1,), {}),
+    (("caf\u00e9 \"quoted\" \\ back\tslash\n", -7, True, False, None, 10**30), {}),
+    (("\U0001f600", "\x00\x1f"), {}),
+    ((1.5,), {}),  # a float: not one of the plain types, the serializer writes it
+    ((Color.RED, Priority(1)), {}),  # an enum, an int subclass
+    ((True,), {"k": [1]}),
+    (([1, 2], {"a": None}), {}),
+])
+def test_inputs_writer_writes_what_serialize_inputs_stores(args: tuple[Any, ...],
+                                                           kwargs: dict[str, Any]) -> None:
+    for serializer in (JSON, PICKLE):
+        written = inputs_writer(serializer)(args, kwargs)
+        assert written == serialize_inputs(serializer, reminder, args, kwargs, "workflow 'w'")
+        assert_same(deserialize_inputs(serializer, written), (args, kwargs))
 
 
 def test_inputs_error_names_the_parameter() -> None:

@@ -27,7 +27,7 @@ from relos import errors, queues, serialization
 from relos.runtime import context, registry, workflow
 from relos.runtime.ids import new_ids
 from relos.runtime.registry import WorkflowInfo
-from relos.store.base import DELAYED, ENQUEUED, QueueRow, StepRow, WorkflowRow
+from relos.store.base import DELAYED, ENQUEUED, QueueRow, RowBatch, StepRow, WorkflowRow
 
 if TYPE_CHECKING:
     from relos.runtime.runtime import Runtime
@@ -99,20 +99,12 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         queue_partition_key=opts.queue_partition_key,
         delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
     )
-    rows: list[WorkflowRow] = []
-    template = vars(WorkflowRow(workflow_id="", **shared))
-    make = object.__new__
-    for i, (args, kwargs) in enumerate(calls):
-        try:
-            inputs = write_inputs(args, kwargs)
-        except Exception:  # again, to say which argument of which call is at fault
-            what = f"workflow {info.name!r}" + (f" (call #{i})" if len(calls) > 1 else "")
-            inputs = serialization.serialize_inputs(rt.serializer, info.func, args, kwargs,
-                                                    what)
-        # The template's fields with this row's own (a batch shares all but two).
-        row = make(WorkflowRow)
-        row.__dict__ = {**template, "workflow_id": ids[i], "inputs": inputs}
-        rows.append(row)
+    try:
+        inputs = [write_inputs(args, kwargs) for args, kwargs in calls]
+    except Exception:  # again, to say which argument of which call is at fault
+        inputs = [_labelled_inputs(rt, info, i, args, kwargs, len(calls))
+                  for i, (args, kwargs) in enumerate(calls)]
+    rows = RowBatch(WorkflowRow(workflow_id="", **shared), ids, list(inputs))
     step = None
     # With a deduplication ID the outcome (this workflow, the one holding the
     # ID, or a refusal) is known only after the insert, and the parent's step
@@ -128,9 +120,10 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
     results = rt.store.enqueue(rows, step)
     rt.notifier.notify("queues", queue.name)
     refused: errors.QueueDeduplicatedError | None = None
-    for i, (row, existing) in enumerate(zip(rows, results, strict=True)):
+    for i, existing in enumerate(results):
         if existing is None:
             continue
+        row = rows[i]
         if existing.workflow_id == row.workflow_id:
             if existing.name != info.name:
                 raise errors.WorkflowConflictError(
@@ -152,6 +145,13 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
     if refused is not None:
         raise refused
     return ids
+
+
+def _labelled_inputs(rt: Runtime, info: WorkflowInfo, i: int, args: tuple[Any, ...],
+                     kwargs: dict[str, Any], count: int) -> str:
+    """A call's inputs, or the error naming the argument (and call) at fault."""
+    what = f"workflow {info.name!r}" + (f" (call #{i})" if count > 1 else "")
+    return serialization.serialize_inputs(rt.serializer, info.func, args, kwargs, what)
 
 
 def _now() -> int:

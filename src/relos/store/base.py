@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from relos import errors
 
@@ -76,6 +76,34 @@ class WorkflowRow:
 
 #: Column order used by every query that reads or writes a whole WorkflowRow.
 WORKFLOW_COLUMNS: tuple[str, ...] = tuple(WorkflowRow.__dataclass_fields__)
+
+
+class RowBatch(Sequence[WorkflowRow]):
+    """Workflow rows that differ only in their IDs and inputs (one enqueue
+    call's): kept as the shared row and the two lists, each row made only
+    when asked for. A store may write the batch from the parts directly."""
+
+    def __init__(self, shared: WorkflowRow, ids: list[str], inputs: list[str | None]) -> None:
+        if len(ids) != len(inputs):
+            raise ValueError("a row batch needs one input per workflow ID")
+        self.shared, self.ids, self.inputs = shared, ids, inputs
+        self._template = vars(shared)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> WorkflowRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[WorkflowRow]: ...
+
+    def __getitem__(self, index: int | slice) -> WorkflowRow | list[WorkflowRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        row: WorkflowRow = object.__new__(WorkflowRow)
+        row.__dict__ = {**self._template, "workflow_id": self.ids[index],
+                        "inputs": self.inputs[index]}
+        return row
 
 
 @dataclass
@@ -458,7 +486,7 @@ class SystemStore(abc.ABC):
         """Stored queue rows, all of them or those named."""
 
     @abc.abstractmethod
-    def enqueue(self, rows: list[WorkflowRow], step: StepRow | None = None
+    def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
                 ) -> list[WorkflowRow | None]:
         """Insert queued workflows (status ENQUEUED or DELAYED) in one
         transaction, together with ``step`` (the enqueuing parent's step) if

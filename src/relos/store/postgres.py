@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import operator
 import os
 import re
 import select
@@ -29,13 +28,13 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from relos import errors
-from relos.store import migrations, queue_sql, redact
+from relos.store import copy_text, migrations, queue_sql, redact
 from relos.store.announcer import QUIET, Announcer
 from relos.store.base import (
     ENQUEUED,
     STEP_COLUMNS,
-    WORKFLOW_COLUMNS,
     Completion,
+    RowBatch,
     StepRow,
     WorkflowRow,
     check_isolation,
@@ -76,7 +75,6 @@ _BATCH_PLAN = ("SELECT set_config('enable_seqscan', 'off', true), "
 #: Enqueued batches of this many rows or more go in by COPY (below it, the
 #: one-statement INSERT costs fewer round trips than COPY's two).
 COPY_FROM = 16
-_ROW_VALUES = operator.attrgetter(*WORKFLOW_COLUMNS)
 
 
 def require_psycopg() -> None:
@@ -108,6 +106,16 @@ def _cursor(conn: Any) -> Any:
 def _json_rows(rows: Sequence[Any]) -> str:
     """Dataclass rows as one JSON array of objects (``json_to_recordset`` input)."""
     return json.dumps([vars(r) for r in rows], separators=(",", ":"))
+
+
+def _announced_queues(rows: Sequence[WorkflowRow], results: list[WorkflowRow | None]
+                      ) -> set[str]:
+    """The queues an enqueue made workflows ENQUEUED in."""
+    if isinstance(rows, RowBatch):  # (one queue and status for all: no row made)
+        kept = rows.shared.status == ENQUEUED and results.count(None) > 0
+        return {rows.shared.queue_name} if kept and rows.shared.queue_name else set()
+    return {r.queue_name for r, kept_out in zip(rows, results, strict=True)
+            if kept_out is None and r.status == ENQUEUED and r.queue_name is not None}
 
 
 class PostgresStore(SQLStore):
@@ -292,7 +300,7 @@ class PostgresStore(SQLStore):
         self._announcer.close()
         self.pool.close()
 
-    def enqueue(self, rows: list[WorkflowRow], step: StepRow | None = None
+    def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
                 ) -> list[WorkflowRow | None]:
         """A batch of ``COPY_FROM`` rows or more is streamed in with COPY (the
         server's fastest way in: no statement text to parse, no JSON to
@@ -318,12 +326,10 @@ class PostgresStore(SQLStore):
             with self._enqueuing_lock:
                 self._enqueuing -= 1
         if quiet:
-            self._announcer.announce("relos_queues", {
-                r.queue_name for r, kept_out in zip(rows, results, strict=True)
-                if kept_out is None and r.status == ENQUEUED and r.queue_name is not None})
+            self._announcer.announce("relos_queues", _announced_queues(rows, results))
         return results
 
-    def _copy_in(self, rows: list[WorkflowRow], step: StepRow | None, quiet: bool
+    def _copy_in(self, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
                  ) -> list[WorkflowRow | None] | None:
         """The batch written by COPY, or None if a row was refused (nothing written)."""
         try:
@@ -331,9 +337,8 @@ class PostgresStore(SQLStore):
                 if quiet:
                     conn.execute(QUIET)
                 with conn.cursor().copy(self._copy_workflows_sql) as copy:
-                    write = copy.write_row
-                    for r in rows:
-                        write(_ROW_VALUES(r))
+                    for text in copy_text.lines(rows):
+                        copy.write(text)
                 if step is not None:
                     self.record_step_in(conn, step)
             return [None] * len(rows)
@@ -344,7 +349,7 @@ class PostgresStore(SQLStore):
 
     @functools.cached_property
     def _copy_workflows_sql(self) -> str:
-        return (f"COPY {self.prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
+        return (f"COPY {self.prefix}workflow_status ({', '.join(copy_text.COLUMNS)}) "
                 f"FROM STDIN")
 
     def write_batch(self, steps: list[StepRow], completions: list[Completion]) -> None:

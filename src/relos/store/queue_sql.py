@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ def get_queues(store: SQLStore, names: list[str] | None = None) -> list[QueueRow
 
 
 def enqueue(
-    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None = None
+    store: SQLStore, rows: Sequence[WorkflowRow], step: StepRow | None = None
 ) -> list[WorkflowRow | None]:
     """SQLite's enqueue (PostgreSQL's store calls :func:`enqueue_postgres`)."""
     results: list[WorkflowRow | None] = []
@@ -109,7 +110,7 @@ class _RowByRow(Exception):
 
 
 def enqueue_postgres(
-    store: SQLStore, rows: list[WorkflowRow], step: StepRow | None, quiet: bool
+    store: SQLStore, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
 ) -> list[WorkflowRow | None]:
     """One INSERT for the whole batch (its trigger notifies the dequeuers,
     unless ``quiet``: the caller announces after commit); without a parent's
@@ -129,7 +130,7 @@ def enqueue_postgres(
             return results
 
 
-def _bulk_insert(prefix: str, rows: list[WorkflowRow], quiet: bool
+def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
                  ) -> tuple[str, list[Any]]:
     """An INSERT of ``rows`` as one statement. The columns whose value differs
     between rows (usually just the IDs and the inputs) come from one JSON

@@ -529,7 +529,7 @@ class SQLStore(base.SystemStore):
     def get_queues(self, names: list[str] | None = None) -> list[base.QueueRow]:
         return queue_sql.get_queues(self, names)
 
-    def enqueue(self, rows: list[WorkflowRow], step: StepRow | None = None
+    def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
                 ) -> list[WorkflowRow | None]:
         return queue_sql.enqueue(self, rows, step)
 
