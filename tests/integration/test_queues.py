@@ -350,6 +350,24 @@ def test_a_workflow_queued_behind_the_scan_point_still_runs(
         assert time.monotonic() - t0 < queueing.FULL_SCAN_SECONDS + 3
 
 
+def test_large_claims_are_split_where_claims_run_at_once(db_url: str) -> None:
+    """With room for many workflows, a claim from a queue without a global
+    budget is split in two claims run at once on PostgreSQL (not on SQLite,
+    whose writers take turns): every workflow still runs exactly once."""
+    before = calls["tq_add"]
+    with launched(db_url, listen=[basic_queue], max_workflow_threads=400):
+        runner = relos.dbos._rt().queue_runner
+        assert runner is not None
+        handles = basic_queue.enqueue_many(tq_add, [(i, 1) for i in range(1200)])
+        assert results(handles) == [i + 1 for i in range(1200)]
+        split = runner._helper is not None
+        statuses = {DBOS.get_workflow_status(h.workflow_id).recovery_attempts
+                    for h in handles[::50]}
+    assert calls["tq_add"] - before == 1200
+    assert statuses == {1}, "a workflow was claimed more than once"
+    assert split == db_url.startswith("postgresql")
+
+
 @pytest.mark.parametrize("workflow", [tq_timed, tq_async_wf], ids=["sync", "async"])
 def test_one_workflow_thread_serves_a_queue_without_stalls(
         db_url: str, workflow: Callable[..., Any]) -> None:
