@@ -397,7 +397,7 @@ class QueueRunner:
                                     rt.app_version, names, take_unversioned=latest,
                                     created_from=created_from)
 
-        if room < SPLIT_CLAIM_FROM or not queue.unbudgeted or not rt.store.concurrent_claims:
+        if room < SPLIT_CLAIM_FROM or not queue.unbudgeted or not rt.store.concurrent_writers:
             return claim(room)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="relos-claims")

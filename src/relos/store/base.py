@@ -260,10 +260,10 @@ class SystemStore(abc.ABC):
     #: True when other processes' writes are announced (LISTEN/NOTIFY) so
     #: waiters may poll rarely; False when waiters must poll.
     pushes_notifications: bool = False
-    #: True when two claims (``dequeue``) of one queue without a global budget
-    #: run at once, each skipping the rows the other locked; False when
-    #: claims take turns anyway (SQLite: one writer at a time).
-    concurrent_claims: bool = False
+    #: True when write transactions on different connections run at once
+    #: (two claims of one queue without a global budget each skip the rows
+    #: the other locked); False when writers take turns anyway (SQLite).
+    concurrent_writers: bool = False
 
     # --- lifecycle ---------------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class PostgresStore(SQLStore):
     paramstyle = "pyformat"
     marker = "%s"
     pushes_notifications = True
-    concurrent_claims = True
+    concurrent_writers = True
 
     def __init__(self, url: str, *, schema: str = "relos", pool_size: int = 16,
                  connect_timeout: float = 10.0, create_database: bool = True):
