@@ -319,7 +319,19 @@ def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner
 def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner: str,
                   executor_id: str, now: int) -> Any:
     ph, p = store._ph, store.prefix
-    lock = " FOR UPDATE SKIP LOCKED" if store.backend == "postgres" else ""
+    def picked(column: str) -> str:
+        return (f"SELECT {column} FROM {p}workflow_status WHERE {where} "
+                f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}")
+
+    if store.backend == "postgres":
+        # The rows picked and locked are updated where they are (their ctid,
+        # which the lock pins down): no primary-key lookup per claimed row.
+        # A row another transaction changed after this statement's snapshot
+        # is locked in its new version, which this UPDATE cannot see: it is
+        # left alone (still ENQUEUED for the next claim), never claimed twice.
+        target = f"ctid = ANY(ARRAY({picked('ctid')} FOR UPDATE SKIP LOCKED))"
+    else:
+        target = f"workflow_id IN ({picked('workflow_id')})"
     params = {**params, "owner": owner, "executor_id": executor_id, "now": now}
     return conn.execute(
         f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
@@ -328,9 +340,7 @@ def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any]
         f"application_version = COALESCE(application_version, {ph('version')}), "
         f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
         f"ELSE {ph('now')} + timeout_ms END "
-        f"WHERE workflow_id IN (SELECT workflow_id FROM {p}workflow_status WHERE {where} "
-        f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}{lock}) "
-        f"RETURNING {', '.join(WORKFLOW_COLUMNS)}",
+        f"WHERE {target} RETURNING {', '.join(WORKFLOW_COLUMNS)}",
         params,
     )
 
