@@ -149,6 +149,14 @@ def test_enqueue_many_is_all_or_nothing(dbos: Any, raw_store: SystemStore) -> No
         basic_queue.enqueue_many(tq_add, [(1,), (2,), (3,), (object(),), (5,)])
     assert "object" in str(refused.value)
     assert workflows_named(raw_store, "tq_add") == before
+    # A batch large enough for the bulk path, whose inputs are written while
+    # the first rows are already on their way to the database.
+    calls: list[Any] = [(i,) for i in range(600)]
+    calls[300] = (1, object())
+    with pytest.raises(SerializationError, match=r"argument 'b' of workflow 'tq_add' "
+                                                 r"\(call #300\)"):
+        basic_queue.enqueue_many(tq_add, calls)
+    assert workflows_named(raw_store, "tq_add") == before
 
 
 # --- run-time changes and listening --------------------------------------------------------

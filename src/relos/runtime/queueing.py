@@ -20,10 +20,11 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from relos import errors, queues, serialization
 from relos.runtime import context, registry, workflow
@@ -86,7 +87,6 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         ids = [base] if len(calls) == 1 else [f"{base}-{i}" for i in range(len(calls))]
     else:
         ids = new_ids(len(calls))
-    write_inputs = serialization.inputs_writer(rt.serializer)
     delay_ms = int((opts.delay_seconds or 0) * 1000)
     # What every row of the batch shares, and what each row adds to it.
     shared: dict[str, Any] = dict(
@@ -101,12 +101,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         queue_partition_key=opts.queue_partition_key,
         delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
     )
-    try:
-        inputs = [write_inputs(args, kwargs) for args, kwargs in calls]
-    except Exception:  # again, to say which argument of which call is at fault
-        inputs = [_labelled_inputs(rt, info, i, args, kwargs, len(calls))
-                  for i, (args, kwargs) in enumerate(calls)]
-    rows = RowBatch(WorkflowRow(workflow_id="", **shared), ids, list(inputs))
+    rows = RowBatch(WorkflowRow(workflow_id="", **shared), ids, _Inputs(rt, info, calls))
     step = None
     # With a deduplication ID the outcome (this workflow, the one holding the
     # ID, or a refusal) is known only after the insert, and the parent's step
@@ -149,11 +144,53 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
     return ids
 
 
-def _labelled_inputs(rt: Runtime, info: WorkflowInfo, i: int, args: tuple[Any, ...],
-                     kwargs: dict[str, Any], count: int) -> str:
-    """A call's inputs, or the error naming the argument (and call) at fault."""
-    what = f"workflow {info.name!r}" + (f" (call #{i})" if count > 1 else "")
-    return serialization.serialize_inputs(rt.serializer, info.func, args, kwargs, what)
+#: Calls serialized at a time by ``_Inputs``.
+INPUTS_CHUNK = 256
+
+
+class _Inputs(Sequence[str]):
+    """The calls' serialized inputs, written as the store reads them, a chunk
+    at a time: a bulk write streams the first rows to the server while the
+    next are written. A call that cannot be serialized raises the error
+    naming the argument (and the call) at fault, and the store's write, all
+    or nothing, stores none."""
+
+    def __init__(self, rt: Runtime, info: WorkflowInfo, calls: Calls) -> None:
+        self._rt, self._info, self._calls = rt, info, calls
+        self._write = serialization.inputs_writer(rt.serializer)
+        self._done: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            self._fill(stop)
+            return self._done[start:stop:step]
+        self._fill(range(len(self))[index] + 1)
+        return self._done[index]
+
+    def _fill(self, upto: int) -> None:
+        done, calls = len(self._done), self._calls
+        if upto <= done:
+            return
+        upto = max(upto, min(len(calls), done + INPUTS_CHUNK))  # (row by row readers too)
+        write = self._write
+        try:
+            self._done += [write(args, kwargs) for args, kwargs in calls[done:upto]]
+        except Exception:  # again, to say which argument of which call is at fault
+            for i in range(done, upto):
+                args, kwargs = calls[i]
+                what = f"workflow {self._info.name!r}" + (
+                    f" (call #{i})" if len(calls) > 1 else "")
+                self._done.append(serialization.serialize_inputs(
+                    self._rt.serializer, self._info.func, args, kwargs, what))
 
 
 def _now() -> int:

@@ -80,10 +80,13 @@ WORKFLOW_COLUMNS: tuple[str, ...] = tuple(WorkflowRow.__dataclass_fields__)
 
 class RowBatch(Sequence[WorkflowRow]):
     """Workflow rows that differ only in their IDs and inputs (one enqueue
-    call's): kept as the shared row and the two lists, each row made only
-    when asked for. A store may write the batch from the parts directly."""
+    call's): kept as the shared row and the two sequences, each row made only
+    when asked for. A store may write the batch from the parts directly, and
+    should read the inputs in order, a slice at a time: they may be made as
+    they are read (see ``queueing._Inputs``)."""
 
-    def __init__(self, shared: WorkflowRow, ids: list[str], inputs: list[str | None]) -> None:
+    def __init__(self, shared: WorkflowRow, ids: Sequence[str],
+                 inputs: Sequence[str | None]) -> None:
         if len(ids) != len(inputs):
             raise ValueError("a row batch needs one input per workflow ID")
         self.shared, self.ids, self.inputs = shared, ids, inputs
