@@ -382,6 +382,21 @@ def test_one_workflow_thread_serves_a_queue_without_stalls(
     assert elapsed < 3.0, f"20 instant workflows on one thread took {elapsed:.1f}s"
 
 
+def test_claims_resume_as_soon_as_the_commit_backlog_drains(db_url: str,
+                                                           monkeypatch: Any) -> None:
+    """Past the commit backlog's cap, finished workflows waiting for the
+    committer take room from new claims; once committed they give it back and
+    the dequeuer claims again at once, not a poll later."""
+    from relos.runtime import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "COMMIT_BACKLOG", 0)  # every one takes room
+    with launched(db_url, max_workflow_threads=2, poll_interval_seconds=5.0):
+        t0 = time.monotonic()
+        results(basic_queue.enqueue_many(tq_add, [(i,) for i in range(40)]))
+        elapsed = time.monotonic() - t0
+    assert elapsed < 3.0, f"40 instant workflows took {elapsed:.1f}s: a claim waited for a poll"
+
+
 def test_an_enqueue_during_a_dequeue_round_is_not_missed(db_url: str) -> None:
     """An enqueue right after the launch lands while the dequeuer runs its first
     round: it must still wake the dequeuer, not wait for its next (5 s) poll."""

@@ -289,6 +289,9 @@ class Runtime:
             aw = self._active.pop(workflow_id, None)
             freed = aw is None or not aw.committing  # (else release_thread freed it)
             if not freed:
+                # Past the commit backlog's cap each committed workflow gives
+                # back the slot the backlog took (see free_workflow_slots).
+                freed = self._committing > COMMIT_BACKLOG
                 self._committing -= 1
         self.notifier.notify("status", workflow_id)
         if freed:
