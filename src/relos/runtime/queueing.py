@@ -403,7 +403,7 @@ class QueueRunner:
         if queue.worker_concurrency is not None:
             with self._lock:
                 room = min(room, queue.worker_concurrency - self._running[name])
-        if room <= 0 or (self._ready and room < ahead // 4):
+        if room <= 0 or (self._ready and room < ahead // 2):
             return False  # (with work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
