@@ -23,14 +23,21 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any, overload
 
 from relos import errors, queues, serialization
 from relos.runtime import context, registry, workflow
 from relos.runtime.ids import new_ids
 from relos.runtime.registry import WorkflowInfo
-from relos.store.base import DELAYED, ENQUEUED, QueueRow, RowBatch, StepRow, WorkflowRow
+from relos.store.base import (
+    DELAYED,
+    DEQUEUE_ORDER,
+    ENQUEUED,
+    QueueRow,
+    RowBatch,
+    StepRow,
+    WorkflowRow,
+)
 
 if TYPE_CHECKING:
     from relos.runtime.runtime import Runtime
@@ -212,8 +219,6 @@ FULL_SCAN_SECONDS = 1.0
 #: A claim of this many workflows or more from a queue without a global
 #: budget is split in two claims run at once (see ``QueueRunner._claim``).
 SPLIT_CLAIM_FROM = 128
-#: The order claimed workflows start in (the dequeue order).
-_CLAIM_ORDER = attrgetter("priority", "created_at", "workflow_id")
 
 
 class QueueRunner:
@@ -453,7 +458,7 @@ class QueueRunner:
             if not rows:
                 raise failed
             logger.warning("half of a split claim failed: %s", failed)
-        rows.sort(key=_CLAIM_ORDER)
+        rows.sort(key=DEQUEUE_ORDER)
         return rows
 
     def _scan_start(self, name: str) -> int | None:
@@ -512,15 +517,13 @@ class QueueRunner:
             # Only a workflow dequeued before (requeued by recovery or resume,
             # which keeps its attempts >= 1) can have recorded steps to replay.
             start = workflow.adopt(rt, row, load_steps=row.recovery_attempts > 1)
-        except errors.RelosError as exc:
-            logger.error("cannot start dequeued workflow %s: %s", row.workflow_id, exc)
-            with contextlib.suppress(errors.RelosError):
-                rt.store.requeue(row.workflow_id, rt.instance_id, _now())
-            return None
-        except Exception:
+        except Exception as exc:
             # Claimed but not running here: give it back to the queue rather
             # than leave it PENDING under an owner that is alive.
-            logger.exception("cannot start dequeued workflow %s", row.workflow_id)
+            if isinstance(exc, errors.RelosError):
+                logger.error("cannot start dequeued workflow %s: %s", row.workflow_id, exc)
+            else:
+                logger.exception("cannot start dequeued workflow %s", row.workflow_id)
             with contextlib.suppress(errors.RelosError):
                 rt.store.requeue(row.workflow_id, rt.instance_id, _now())
             return None
@@ -570,18 +573,23 @@ class QueueRunner:
                 workflow.execute(self.rt, info, start)
             finally:
                 self._finished(name)
-            while True:
-                taken = self._take_ready()
-                if taken is None:
-                    return
-                prepared = self._prepare(*taken)
-                if prepared is None:
-                    continue
-                if prepared[0].is_async:
-                    self._dispatch(taken[0], *prepared)
-                    continue
-                name, (info, start) = taken[0], prepared
-                break
+            following = self._next_sync()
+            if following is None:
+                return
+            name, info, start = following
+
+    def _next_sync(self) -> tuple[str, WorkflowInfo, workflow.Start] | None:
+        """The next claimed sync workflow, prepared to run on this thread (an
+        async one taken on the way goes to the event loop)."""
+        while (taken := self._take_ready()) is not None:
+            prepared = self._prepare(*taken)
+            if prepared is None:
+                continue
+            if prepared[0].is_async:
+                self._dispatch(taken[0], *prepared)
+                continue
+            return taken[0], *prepared
+        return None
 
     def _finished(self, name: str) -> None:
         with self._lock:

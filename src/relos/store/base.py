@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ class QueueRow:
 
 
 QUEUE_COLUMNS: tuple[str, ...] = tuple(QueueRow.__dataclass_fields__)
+#: The order a queue's workflows are claimed and started in.
+DEQUEUE_ORDER = operator.attrgetter("priority", "created_at", "workflow_id")
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from relos import errors
 from relos.store.announcer import QUIET
 from relos.store.base import (
+    DEQUEUE_ORDER,
     QUEUE_COLUMNS,
     WORKFLOW_COLUMNS,
     QueueRow,
@@ -319,6 +320,7 @@ def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner
 def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner: str,
                   executor_id: str, now: int) -> Any:
     ph, p = store._ph, store.prefix
+
     def picked(column: str) -> str:
         return (f"SELECT {column} FROM {p}workflow_status WHERE {where} "
                 f"ORDER BY priority, created_at, workflow_id LIMIT {ph('room')}")
@@ -347,7 +349,7 @@ def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any]
 
 def _claimed(rows: list[Any]) -> list[WorkflowRow]:
     claimed = [WorkflowRow(*r) for r in rows]
-    claimed.sort(key=lambda r: (r.priority, r.created_at, r.workflow_id))
+    claimed.sort(key=DEQUEUE_ORDER)
     return claimed
 
 
