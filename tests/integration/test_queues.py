@@ -368,6 +368,26 @@ def test_large_claims_are_split_where_claims_run_at_once(db_url: str) -> None:
     assert split == db_url.startswith("postgresql")
 
 
+def test_claimed_workflows_get_more_threads_when_the_running_ones_block(db_url: str) -> None:
+    """Claimed workflows start on a few threads, each taking the next as it
+    finishes one; when all of those block, more threads start within
+    milliseconds: 24 workflows waiting on one gate all run at once, and the
+    threads serve the rest of the queue afterwards."""
+    from relos.runtime import queueing
+
+    tag, gate = new_tag(), new_gate()
+    n = 6 * queueing.MIN_FEEDERS
+    with launched(db_url, listen=[basic_queue], max_workflow_threads=n):
+        gated = basic_queue.enqueue_many(tq_gated, [(tag, i, gate) for i in range(n)])
+        wait_until(lambda: running(tag) == n, f"all {n} gated workflows to run at once",
+                   timeout=5.0)
+        gates[gate].set()
+        assert results(gated) == list(range(n))
+        after = basic_queue.enqueue_many(tq_add, [(i, 1) for i in range(200)])
+        assert results(after) == [i + 1 for i in range(200)]
+    assert peak(tag) == n
+
+
 @pytest.mark.parametrize("workflow", [tq_timed, tq_async_wf], ids=["sync", "async"])
 def test_one_workflow_thread_serves_a_queue_without_stalls(
         db_url: str, workflow: Callable[..., Any]) -> None:

@@ -219,6 +219,55 @@ FULL_SCAN_SECONDS = 1.0
 #: A claim of this many workflows or more from a queue without a global
 #: budget is split in two claims run at once (see ``QueueRunner._claim``).
 SPLIT_CLAIM_FROM = 128
+#: Claimed workflows are run by this many threads at first, each taking the
+#: next one as it finishes one (see ``QueueRunner._feed``) ...
+MIN_FEEDERS = 4
+#: ... and by as many again each time claimed workflows waited this long
+#: with none taken: the threads running them are blocked (waiting on I/O, a
+#: lock, a sleep), and more threads keep the process busy. Tiny workflows
+#: are done by a few threads taking turns, not by dozens contending for the
+#: interpreter's lock.
+FEED_STALL_SECONDS = 0.002
+#: Claimed workflows waiting while no thread is free: look again this often at most.
+FEED_IDLE_SECONDS = 0.1
+
+
+class _Ready:
+    """Claimed workflows waiting for a thread, per queue, taken from the
+    queues in turn: while several queues have workflows waiting, they start
+    alternately, whatever the order and size of their claims."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[WorkflowRow]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def waiting(self, name: str) -> int:
+        """How many of the queue's workflows wait."""
+        rows = self._queues.get(name)
+        return len(rows) if rows else 0
+
+    def add(self, name: str, rows: list[WorkflowRow]) -> None:
+        self._queues.setdefault(name, deque()).extend(rows)
+        self._count += len(rows)
+
+    def popleft(self) -> tuple[str, WorkflowRow]:
+        """The next workflow of the queue whose turn it is (the queue then
+        goes to the back of the turn order)."""
+        name = next(iter(self._queues))
+        rows = self._queues.pop(name)
+        row = rows.popleft()
+        if rows:
+            self._queues[name] = rows
+        self._count -= 1
+        return name, row
+
+    def take_all(self) -> list[tuple[str, WorkflowRow]]:
+        taken = [(name, row) for name, rows in self._queues.items() for row in rows]
+        self._queues, self._count = {}, 0
+        return taken
 
 
 class QueueRunner:
@@ -242,12 +291,18 @@ class QueueRunner:
         #: queue without limits the runner claims up to one pool's worth ahead,
         #: so a finishing workflow's thread takes the next one at once and the
         #: claims stay large (see ``_poll``).
-        self._ready: deque[tuple[str, WorkflowRow]] = deque()
+        self._ready = _Ready()
         #: Taken from ``_ready`` and not yet tracked by the runtime (so not yet
         #: counted in its free slots): the workflow threads and the runner
         #: take from ``_ready`` concurrently, under ``_ready_lock``.
         self._starting = 0
         self._ready_lock = threading.Lock()
+        #: Notified when workflows are added to ``_ready`` (see ``_watch``).
+        self._readied = threading.Condition(self._ready_lock)
+        #: Workflow threads in ``_feed``, and how many workflows threads took
+        #: from ``_ready`` so far (its change tells that they are not stuck).
+        self._feeders = 0
+        self._taken = 0
         self._stopping = False
         #: Workflows finished here, and the rate (per second) they finish at,
         #: re-measured every tenth of a second: the claim-ahead room is what
@@ -312,6 +367,17 @@ class QueueRunner:
         self.rt.notifier.notify("queues", "*")
 
     def run(self, stop: threading.Event) -> None:
+        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True,
+                                   name="relos-queue-feed")
+        watcher.start()
+        try:
+            self._serve(stop)
+        finally:
+            with self._ready_lock:
+                self._readied.notify_all()
+            watcher.join()
+
+    def _serve(self, stop: threading.Event) -> None:
         rt = self.rt
         while not stop.is_set():
             names = self.listened()
@@ -344,7 +410,7 @@ class QueueRunner:
         """Stopping: the claimed workflows not started go back to their queues."""
         with self._ready_lock:
             self._stopping = True  # (the workflow threads take no more)
-            given_back, self._ready = list(self._ready), deque()
+            given_back, self._ready = self._ready.take_all(), _Ready()
         for _name, row in given_back:
             with contextlib.suppress(errors.RelosError):
                 self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now(),
@@ -376,24 +442,31 @@ class QueueRunner:
         # empty: large claims for a deep queue of tiny workflows, and no queue
         # hoarding work that another queue's workflows should share.
         extra = max(0, self._claim_ahead() - rt.config.max_workflow_threads)
-        first_served = None
+        first_served = first_starved = None
         served: set[str] = set()
         for i in range(len(names)):
             index = (self._turn + i) % len(names)
             alone = all(n in self._dry for n in names if n != names[index])
-            if self._poll(names[index], share + extra if alone else share):
+            polled = self._poll(names[index], share + extra if alone else share)
+            if polled:
                 served.add(names[index])
                 if first_served is None:
                     first_served = index
+            elif polled is None and first_starved is None:
+                first_starved = index
         if first_served is None:
             return False
-        self._turn = first_served + 1
+        # The next round starts with the first queue that had work but found
+        # no room left by the queues polled before it (threads free up while a
+        # round goes on: the queue after it would otherwise take them again).
+        self._turn = first_starved if first_starved is not None else first_served + 1
         self._busy = served
         return True
 
-    def _poll(self, name: str, share: int) -> bool:
+    def _poll(self, name: str, share: int) -> bool | None:
         """Claim and start up to ``share`` workflows of the queue, within its
-        worker concurrency and this process's free threads."""
+        worker concurrency and this process's free threads. Whether it claimed
+        any; None when it had no room to claim."""
         rt = self.rt
         queue = self.settings(name)
         if queue is None:
@@ -407,9 +480,10 @@ class QueueRunner:
         room = min(share, free + ahead, 1000)
         if queue.worker_concurrency is not None:
             with self._lock:
-                room = min(room, queue.worker_concurrency - self._running[name])
-        if room <= 0 or (self._ready and room < ahead // 2):
-            return False  # (with work in hand, claim again when there is room for many)
+                room = min(room, queue.worker_concurrency - self._running[name]
+                           - self._ready.waiting(name))
+        if room <= 0 or (self._ready.waiting(name) and room < ahead // 2):
+            return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
         now = _now()
@@ -420,8 +494,11 @@ class QueueRunner:
             self._dry.discard(name)
         else:
             self._dry.add(name)
-        self._ready.extend((name, row) for row in rows)
-        self._start_ready()
+        if rows:
+            with self._ready_lock:
+                self._ready.add(name, rows)
+                self._readied.notify()
+            self._start_ready()
         return bool(rows)
 
     def _claim(self, queue: QueueRow, room: int, now: int, created_from: int | None
@@ -494,23 +571,82 @@ class QueueRunner:
             self._rate_mark = (now, self._finished_count)
         return min(CLAIM_AHEAD_MAX, int(self._rate * CLAIM_AHEAD_SECONDS))
 
-    def _take_ready(self) -> tuple[str, WorkflowRow] | None:
-        """The next claimed workflow, if this process has a free thread for it."""
+    def _take_ready(self, feeder: bool) -> tuple[str, WorkflowRow] | None:
+        """The next claimed workflow, if this process has a free thread for it.
+        A feeder that gets None stops feeding (counted out under the same lock,
+        so that workflows readied after its look get another thread)."""
         with self._ready_lock:
             if self._stopping or not self._ready \
                     or self.rt.free_workflow_slots() - self._starting <= 0:
+                if feeder:
+                    self._feeders -= 1
                 return None
             self._starting += 1
-            return self._ready.popleft()
+            self._taken += 1
+            name, row = self._ready.popleft()
+            with self._lock:  # (counted against its worker concurrency from now on)
+                self._running[name] += 1
+            return name, row
 
-    def _start_ready(self) -> None:
-        """Start claimed workflows while this process has free threads."""
-        while (taken := self._take_ready()) is not None:
-            self._start(*taken)
+    def _start_ready(self, more: int = 0) -> None:
+        """Have workflow threads take the claimed workflows: at least
+        MIN_FEEDERS of them, and ``more`` besides those feeding now (each up
+        to the workflows waiting and the threads free)."""
+        with self._ready_lock:
+            if self._stopping or not self._ready:
+                return
+            # (a thread feeding between two workflows counts as free here: at
+            # worst a thread too many starts, finds no room and stops)
+            free = self.rt.free_workflow_slots() - self._starting
+            want = min(len(self._ready), max(MIN_FEEDERS - self._feeders, more), free)
+            if want <= 0:
+                return
+            self._feeders += want
+        for i in range(want):
+            try:
+                self.rt.workflow_pool.submit(self._feed)
+            except BaseException:
+                with self._ready_lock:
+                    self._feeders -= want - i
+                raise
+
+    def _watch(self, stop: threading.Event) -> None:
+        """While claimed workflows wait, see that threads take them: when none
+        was taken for FEED_STALL_SECONDS, the threads feeding are blocked, and
+        as many more start (the number doubles until the process is busy or
+        out of threads)."""
+        pause = FEED_STALL_SECONDS
+        while not stop.is_set():
+            with self._ready_lock:
+                while not self._ready and not stop.is_set():
+                    self._readied.wait()
+                    pause = FEED_STALL_SECONDS
+                mark = self._taken
+            if stop.wait(pause):
+                return
+            with self._ready_lock:
+                stalled = bool(self._ready) and self._taken == mark
+                feeders = self._feeders
+            if not stalled:
+                pause = FEED_STALL_SECONDS
+                continue
+            try:
+                self._start_ready(more=max(1, feeders))
+            except Exception:  # (the pool is shut down: the runtime is stopping)
+                logger.debug("cannot start more workflow threads", exc_info=True)
+            # No thread free (the workflows running here take them all): look
+            # again less and less often, until one is taken.
+            pause = min(pause * 2, FEED_IDLE_SECONDS)
 
     def _prepare(self, name: str, row: WorkflowRow) -> tuple[WorkflowInfo, workflow.Start] | None:
         """Make a workflow taken from ``_ready`` ready to run here (None: it
-        will not run here, or was given back)."""
+        will not run here, or was given back; either way it is done with)."""
+        prepared = self._adopt(row)
+        if prepared is None:
+            self._finished(name)
+        return prepared
+
+    def _adopt(self, row: WorkflowRow) -> tuple[WorkflowInfo, workflow.Start] | None:
         rt = self.rt
         try:
             info = registry.get_workflow(row.name)
@@ -532,64 +668,50 @@ class QueueRunner:
                 self._starting -= 1
         if start is None or start.run is None:
             return None
-        with self._lock:
-            self._running[name] += 1
         return info, start
 
-    def _start(self, name: str, row: WorkflowRow) -> None:
-        prepared = self._prepare(name, row)
-        if prepared is not None:
-            self._dispatch(name, *prepared)
-
-    def _dispatch(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
-        rt = self.rt
-        # Run it as workflow.dispatch does, keeping the future of the whole run:
-        # it completes after the workflow is untracked, so when _finished wakes
-        # the dequeuer the thread the workflow used already counts as free (the
-        # workflow's own future completes just before that, too early).
+    def _feed(self) -> None:
+        """A workflow thread's loop: run claimed workflows one after another
+        while there are any (an async one goes to the event loop). The thread
+        keeps working while the runner waits on its next claim, with no
+        hand-off between threads per workflow."""
+        fed = False  # (an exception out of here must still count this feeder out)
         try:
-            if info.is_async:
-                coro = workflow.execute_async(rt, info, start)
+            while True:
+                taken = self._take_ready(feeder=True)
+                if taken is None:
+                    fed = True
+                    return
+                name, row = taken
+                prepared = self._prepare(name, row)
+                if prepared is None:
+                    continue
+                info, start = prepared
+                if info.is_async:
+                    self._run_async(name, info, start)
+                    continue
                 try:
-                    done = rt.submit_coroutine(coro)
-                except BaseException:
-                    coro.close()
-                    raise
-                done.add_done_callback(lambda _f: self._finished(name))
-            else:
-                rt.workflow_pool.submit(self._execute, name, info, start)
+                    workflow.execute(self.rt, info, start)
+                finally:
+                    self._finished(name)
+        finally:
+            if not fed:
+                with self._ready_lock:
+                    self._feeders -= 1
+
+    def _run_async(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
+        """Run a dequeued async workflow on the event loop. The future of the
+        whole run completes after the workflow is untracked, so when _finished
+        wakes the dequeuer the room it had counts as free already."""
+        coro = workflow.execute_async(self.rt, info, start)
+        try:
+            done = self.rt.submit_coroutine(coro)
         except BaseException:
-            rt.untrack(start.workflow_id)
+            coro.close()
+            self.rt.untrack(start.workflow_id)
             self._finished(name)
             raise
-
-    def _execute(self, name: str, info: WorkflowInfo, start: workflow.Start) -> None:
-        """Run a dequeued workflow, then, on the same thread, the next claimed
-        ones while there are any: the threads keep working while the runner
-        waits on its next claim (tiny workflows would all be done long before
-        it returns), and no hand-off between threads per workflow."""
-        while True:
-            try:
-                workflow.execute(self.rt, info, start)
-            finally:
-                self._finished(name)
-            following = self._next_sync()
-            if following is None:
-                return
-            name, info, start = following
-
-    def _next_sync(self) -> tuple[str, WorkflowInfo, workflow.Start] | None:
-        """The next claimed sync workflow, prepared to run on this thread (an
-        async one taken on the way goes to the event loop)."""
-        while (taken := self._take_ready()) is not None:
-            prepared = self._prepare(*taken)
-            if prepared is None:
-                continue
-            if prepared[0].is_async:
-                self._dispatch(taken[0], *prepared)
-                continue
-            return taken[0], *prepared
-        return None
+        done.add_done_callback(lambda _f: self._finished(name))
 
     def _finished(self, name: str) -> None:
         with self._lock:
