@@ -269,5 +269,6 @@ def registered() -> dict[str, Queue]:
 
 
 def get(name: str) -> Queue | None:
-    with _lock:
-        return _queues.get(name)
+    # One read of the registry needs no lock (a dict lookup is atomic in
+    # CPython); the queue runner asks this once per finished workflow.
+    return _queues.get(name)

@@ -12,7 +12,6 @@ fallback that keeps correctness independent of notifications.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +21,11 @@ Key = tuple[str, str]
 class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: dict[Key, set[threading.Event]] = defaultdict(set)
+        #: The events waiting on each key. A key's set is never changed in
+        #: place: (un)subscribing replaces it under the lock, so notify reads
+        #: the current one without taking the lock (notify runs several times
+        #: per workflow; subscriptions are rarer).
+        self._waiters: dict[Key, frozenset[threading.Event]] = {}
 
     @contextmanager
     def subscribe(self, keys: list[Key]) -> Iterator[threading.Event]:
@@ -34,17 +37,17 @@ class Notifier:
         event = threading.Event()
         with self._lock:
             for key in keys:
-                self._waiters[key].add(event)
+                self._waiters[key] = self._waiters.get(key, frozenset()) | {event}
         try:
             yield event
         finally:
             with self._lock:
                 for key in keys:
-                    waiters = self._waiters.get(key)
-                    if waiters is not None:
-                        waiters.discard(event)
-                        if not waiters:
-                            del self._waiters[key]
+                    left = self._waiters.get(key, frozenset()) - {event}
+                    if left:
+                        self._waiters[key] = left
+                    else:
+                        self._waiters.pop(key, None)
 
     def wait(self, keys: list[Key], timeout: float) -> bool:
         """Block until one of ``keys`` is notified or ``timeout`` seconds pass.
@@ -55,8 +58,6 @@ class Notifier:
             return event.wait(timeout)
 
     def notify(self, channel: str, workflow_id: str) -> None:
-        with self._lock:
-            waiters = list(self._waiters.get((channel, workflow_id), ()))
-        for event in waiters:
+        for event in self._waiters.get((channel, workflow_id), ()):
             if not event.is_set():
                 event.set()

@@ -227,7 +227,7 @@ MIN_FEEDERS = 4
 #: lock, a sleep), and more threads keep the process busy. Tiny workflows
 #: are done by a few threads taking turns, not by dozens contending for the
 #: interpreter's lock.
-FEED_STALL_SECONDS = 0.002
+FEED_STALL_SECONDS = 0.01
 #: Claimed workflows waiting while no thread is free: look again this often at most.
 FEED_IDLE_SECONDS = 0.1
 
