@@ -8,6 +8,11 @@ task (no step): its row goes ENQUEUED -> PENDING -> SUCCESS with its output,
 every change in the status history, queryable by SQL all along. A progress
 bar shows the tasks done.
 
+With ``--workers N`` the tasks run in a cluster instead: N executor processes
+on the same database claim and run them, and the launched process only
+enqueues (the case the scheduler is built for: many executors, one
+PostgreSQL). The progress bar then counts from the database.
+
 Floor: the same number of rows in a bare table, inserted ``--batch`` per
 transaction (one multi-row INSERT), then drained by batched claim-and-complete
 with psycopg: per transaction, claim ``--batch`` rows (UPDATE ... RETURNING
@@ -18,12 +23,14 @@ Usage::
 
     python benchmarks/bench_tasks.py --tasks 1000000
     python benchmarks/bench_tasks.py --tasks 100000 --backend sqlite
+    python benchmarks/bench_tasks.py --tasks 1000000 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -50,13 +57,42 @@ def tiny(i: int) -> int:
     return i * 2
 
 
-def run_relos(url: str, tasks: int, batch: int, threads: int) -> dict[str, Any]:
-    DBOS.destroy()
+def serve(url: str, threads: int) -> None:
+    """An executor of the cluster (``--workers``): run tasks until stdin closes."""
     DBOS.listen_queues(["bench.tasks"])
     DBOS(config={"system_database_url": url, "log_level": "WARNING",
                  "max_workflow_threads": threads})
     DBOS.launch()
+    print("ready", flush=True)
+    sys.stdin.read()
+    DBOS.destroy()
+
+
+def start_workers(url: str, workers: int, threads: int) -> list[subprocess.Popen[str]]:
+    procs = [subprocess.Popen([sys.executable, __file__, "--serve", url, "--threads",
+                               str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True) for _ in range(workers)]
+    for proc in procs:
+        if proc.stdout is None or proc.stdout.readline().strip() != "ready":
+            raise SystemExit("an executor process did not start")
+    return procs
+
+
+def run_relos(url: str, tasks: int, batch: int, threads: int, workers: int = 0
+              ) -> dict[str, Any]:
+    DBOS.destroy()
+    DBOS.listen_queues([] if workers else ["bench.tasks"])
+    DBOS(config={"system_database_url": url, "log_level": "WARNING",
+                 "max_workflow_threads": threads})
+    DBOS.launch()
+    procs = start_workers(url, workers, threads) if workers else []
     count = StatusCounter(url)
+    enqueued = 0
+
+    def done_so_far() -> int:
+        # In this process, the tasks it ran; in a cluster, from the database.
+        return _done if not workers else enqueued - count.unfinished()
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:
@@ -65,26 +101,36 @@ def run_relos(url: str, tasks: int, batch: int, threads: int) -> dict[str, Any]:
             run = bar.add_task("done    ", total=tasks)
             t0 = time.perf_counter()
             enqueued_at = t0
+            last_count = t0
             for start in range(0, tasks, batch):
                 n = min(batch, tasks - start)
                 tasks_queue.enqueue_many(tiny, [(i,) for i in range(start, start + n)])
-                bar.update(enq, completed=start + n)
-                bar.update(run, completed=_done)
+                enqueued = start + n
+                bar.update(enq, completed=enqueued)
+                if not workers or time.perf_counter() - last_count > 0.5:
+                    bar.update(run, completed=done_so_far())
+                    last_count = time.perf_counter()
                 enqueued_at = time.perf_counter()
             while True:
-                bar.update(run, completed=min(_done, tasks))
-                if _done >= tasks and count("SUCCESS") >= tasks:
+                done = done_so_far()
+                bar.update(run, completed=min(done, tasks))
+                if done >= tasks and count("SUCCESS") >= tasks:
                     break
-                time.sleep(0.2)
+                time.sleep(0.2 if not workers else 0.05)
             elapsed = time.perf_counter() - t0
         succeeded = count("SUCCESS")
         left = count("ENQUEUED") + count("PENDING")
     finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for proc in procs:
+            proc.wait(timeout=60)
         DBOS.destroy()
         count.close()
     return {"tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
             "enqueue_per_s": tasks / (enqueued_at - t0), "succeeded": succeeded,
-            "left_unfinished": left}
+            "left_unfinished": left, "workers": workers}
 
 
 def run_floor(url: str, tasks: int, batch: int) -> dict[str, Any]:
@@ -124,12 +170,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=64, help="max_workflow_threads")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="executor processes running the tasks (0: this process runs them)")
+    parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.threads)
+        return 0
+    if args.workers < 0:
+        parser.error("--workers must be 0 or more")
     out: dict[str, Any] = {"backend": args.backend}
     with database(args.backend) as url:
-        out["relos"] = run_relos(url, args.tasks, args.batch, args.threads)
+        out["relos"] = run_relos(url, args.tasks, args.batch, args.threads, args.workers)
     if not args.no_floor and args.backend == "postgres":
         with database(args.backend) as url:
             out["floor"] = run_floor(url, args.tasks, args.batch)
@@ -137,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out, indent=2))
         return 0
     r = out["relos"]
-    print(f"relos  {args.backend}: {r['tasks']:,} tasks in {r['seconds']:.1f} s = "
+    where = f", {args.workers} executor processes" if args.workers else ""
+    print(f"relos  {args.backend}{where}: {r['tasks']:,} tasks in {r['seconds']:.1f} s = "
           f"{r['per_s']:,.0f} tasks/s end to end (enqueue {r['enqueue_per_s']:,.0f}/s); "
           f"{r['succeeded']:,} SUCCESS, {r['left_unfinished']} left unfinished")
     if "floor" in out:
