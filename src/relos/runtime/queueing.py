@@ -479,7 +479,8 @@ class QueueRunner:
         ahead = 0 if limited else self._claim_ahead()
         room = min(share, free + ahead, 1000)
         if queue.worker_concurrency is not None:
-            with self._lock:
+            # (both locks, as _take_ready moves a workflow from one count to the other)
+            with self._ready_lock, self._lock:
                 room = min(room, queue.worker_concurrency - self._running[name]
                            - self._ready.waiting(name))
         if room <= 0 or (self._ready.waiting(name) and room < ahead // 2):
@@ -675,12 +676,12 @@ class QueueRunner:
         while there are any (an async one goes to the event loop). The thread
         keeps working while the runner waits on its next claim, with no
         hand-off between threads per workflow."""
-        fed = False  # (an exception out of here must still count this feeder out)
+        counted_out = False  # (by _take_ready; an exception must count it out here)
         try:
             while True:
                 taken = self._take_ready(feeder=True)
                 if taken is None:
-                    fed = True
+                    counted_out = True
                     return
                 name, row = taken
                 prepared = self._prepare(name, row)
@@ -695,7 +696,7 @@ class QueueRunner:
                 finally:
                     self._finished(name)
         finally:
-            if not fed:
+            if not counted_out:
                 with self._ready_lock:
                     self._feeders -= 1
 
