@@ -23,6 +23,7 @@ recovery_interval_seconds      RELOS_RECOVERY_INTERVAL_SECONDS        5
 poll_interval_seconds          RELOS_POLL_INTERVAL_SECONDS            0.1 / 1.0
 use_listen_notify              RELOS_USE_LISTEN_NOTIFY                true
 suspend_after_seconds          RELOS_SUSPEND_AFTER_SECONDS            5 ("off": never)
+gc_threshold                   RELOS_GC_THRESHOLD                     20000 (0: leave)
 =============================  =====================================  ==========
 """
 
@@ -64,6 +65,14 @@ class Config:
     #: sleep longer than this is suspended at once; 0 suspends every wait;
     #: None (or "off" in the environment) never suspends.
     suspend_after_seconds: float | None = 5.0
+    #: While launched, the cyclic garbage collector's first threshold is at
+    #: least this (``gc.set_threshold``; the interpreter's default is 700, and
+    #: a higher one set by the application is kept); the previous setting is
+    #: back after ``DBOS.destroy()``. A busy executor keeps thousands of
+    #: workflows in flight (claimed, running, committing), and at 700 the
+    #: collector walked them every few hundred tasks: measured, 9 µs of each
+    #: tiny task, 1 µs at 20,000. 0 leaves the interpreter's setting alone.
+    gc_threshold: int = 20000
 
 
 _NUMERIC = {"max_workflow_threads": int, "database_pool_size": int,
@@ -108,6 +117,8 @@ def load_config(given: dict[str, Any] | None) -> Config:
                 f"use_listen_notify (or RELOS_USE_LISTEN_NOTIFY) must be true or false, "
                 f"not {given['use_listen_notify']!r}")
         given["use_listen_notify"] = text in ("1", "true", "yes", "on")
+    if "gc_threshold" in given:
+        given["gc_threshold"] = _gc_threshold(given["gc_threshold"])
     if "suspend_after_seconds" in given:
         given["suspend_after_seconds"] = _suspend_after(given["suspend_after_seconds"])
     cfg = Config(**given)
@@ -119,6 +130,19 @@ def load_config(given: dict[str, Any] | None) -> Config:
             f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {cfg.log_level!r}"
         )
     return cfg
+
+
+def _gc_threshold(value: Any) -> int:
+    """A whole number >= 0 (0: leave the interpreter's collector alone)."""
+    try:
+        number = int(value) if not isinstance(value, (bool, float)) else -1
+    except (TypeError, ValueError):
+        number = -1
+    if number < 0:
+        raise ConfigError(
+            f"gc_threshold (or RELOS_GC_THRESHOLD) must be a whole number >= 0 "
+            f"(0 leaves the garbage collector's setting alone), not {value!r}")
+    return number
 
 
 def _suspend_after(value: Any) -> float | None:

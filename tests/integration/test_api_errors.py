@@ -233,3 +233,41 @@ def test_env_var_overrides_config(stopped: Any, db_url: str, tmp_path: Any,
     DBOS(config={"system_database_url": db_url})
     DBOS.launch()
     assert DBOS.retrieve_workflow(handle.workflow_id).get_result() == 42
+
+
+@pytest.mark.parametrize("value", [-1, "many", 1.5, True, "-3"])
+def test_bad_gc_threshold_is_a_config_error(stopped: Any, value: Any) -> None:
+    with pytest.raises(ConfigError, match="gc_threshold .*whole number >= 0"):
+        DBOS(config={"gc_threshold": value})
+
+
+def test_gc_threshold_is_raised_while_launched_then_restored(stopped: Any, db_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, before[1], before[2])
+        DBOS(config={"system_database_url": db_url, "gc_threshold": 12345})
+        DBOS.launch()
+        assert gc.get_threshold() == (12345, before[1], before[2])
+        assert apierr_ok(1) == 2
+        DBOS.destroy()
+        assert gc.get_threshold() == (700, before[1], before[2])
+        # A higher threshold the application chose is kept, and stays after.
+        gc.set_threshold(50000, before[1], before[2])
+        DBOS(config={"system_database_url": db_url, "gc_threshold": 12345})
+        DBOS.launch()
+        assert gc.get_threshold()[0] == 50000
+        DBOS.destroy()
+        assert gc.get_threshold()[0] == 50000
+        # 0 (here from the environment) leaves the collector alone.
+        gc.set_threshold(700, before[1], before[2])
+        monkeypatch.setenv("RELOS_GC_THRESHOLD", "0")
+        DBOS(config={"system_database_url": db_url})
+        DBOS.launch()
+        assert gc.get_threshold()[0] == 700
+        DBOS.destroy()
+    finally:
+        gc.set_threshold(*before)

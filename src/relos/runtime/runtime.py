@@ -130,6 +130,16 @@ def _freeze_startup_objects() -> None:
     gc.freeze()
 
 
+def _raise_gc_threshold(least: int) -> tuple[int, int, int] | None:
+    """Raise the collector's first threshold to ``least`` (see
+    ``Config.gc_threshold``); the thresholds before, if they changed."""
+    before = gc.get_threshold()
+    if least <= 0 or before[0] == 0 or before[0] >= least:  # (0: collection is off)
+        return None
+    gc.set_threshold(least, *before[1:])
+    return before
+
+
 class Runtime:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -164,6 +174,8 @@ class Runtime:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.launched = False
+        #: The collector's thresholds before launch raised them (None: unchanged).
+        self._gc_before: tuple[int, int, int] | None = None
         #: Queues this process dequeues from (None: every queue defined in code).
         self.listen_queues: list[str] | None = None
         self.queue_runner: QueueRunner | None = None
@@ -196,6 +208,7 @@ class Runtime:
         if self.config.use_listen_notify:
             self.store.start_listener(self.notifier.notify)
         _freeze_startup_objects()
+        self._gc_before = _raise_gc_threshold(self.config.gc_threshold)
         self.launched = True
         runner = self.queue_runner = QueueRunner(self, self.listen_queues)
         self._spawn(self._maintenance, "relos-maintenance")
@@ -253,6 +266,9 @@ class Runtime:
         self.store.close()
         if self.app_store is not None:
             self.app_store.close()
+        if self._gc_before is not None and gc.get_threshold()[0] == self.config.gc_threshold:
+            gc.set_threshold(*self._gc_before)  # (unless the application changed it since)
+            self._gc_before = None
 
     # --- workflows running here -------------------------------------------------------
 
