@@ -346,9 +346,10 @@ class JSONSerializer:
     name: str = "json"
 
     def dumps(self, value: Any) -> str:
-        if value is None:
-            return "null"
+        scalar = _PLAIN_TEXT.get(type(value))  # (a task's usual result: no encoder set up)
         try:
+            if scalar is not None:
+                return scalar(value)
             return _write(value if _is_plain(value) else _encode(value))
         except _Unserializable as exc:
             raise SerializationError(str(exc)) from exc

@@ -41,7 +41,7 @@ from relos.store.base import (
 EXPECTED_TABLES = {
     "migrations", "workflow_status", "operation_outputs", "workflow_status_history",
     "notifications", "workflow_events", "workflow_events_history", "streams", "executors",
-    "queues", "schedules", "application_versions",
+    "queues", "schedules", "application_versions", "queue_starts",
 }
 #: Table -> the dataclass whose fields are exactly its columns.
 ROW_TABLES: dict[str, tuple[type, tuple[str, ...]]] = {
@@ -176,6 +176,44 @@ def test_migrate_applies_every_file_once_then_is_a_no_op(backend, db_url):
         assert again.migrate() == []
     finally:
         again.close()
+
+
+def test_rate_ledger_migration_keeps_the_starts_of_the_current_period(backend, db_url):
+    """Version 11 counts a rate limit's starts in a ledger: a database upgraded
+    mid-period still holds back the starts that period made before."""
+    from relos.store import migrations
+
+    s = open_store(db_url)
+    try:
+        with closing(_raw(backend, db_url)) as conn:  # the schema of version 10
+            if backend == "postgres":
+                conn.execute('CREATE SCHEMA IF NOT EXISTS "relos"')
+            conn.execute(f"CREATE TABLE {s.prefix}migrations (version INTEGER PRIMARY KEY, "
+                         f"name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+            for mig in migrations.load(backend, s.prefix)[:10]:
+                if backend == "sqlite":
+                    conn.executescript(mig.sql)
+                else:
+                    conn.execute(mig.sql)
+                conn.execute(f"INSERT INTO {s.prefix}migrations VALUES ({mig.version}, "
+                             f"'{mig.name}', 1)")
+            if backend == "sqlite":
+                conn.commit()
+        now = int(time.time() * 1000)
+        s.enqueue([WorkflowRow(f"w{i}", "ENQUEUED", "f", "e", now - 200_000 + i, 1,
+                               queue_name="rl") for i in range(4)])
+        unlimited = QueueRow("rl")
+        # One start before the period, two in it, one workflow left waiting.
+        assert len(s.dequeue(unlimited, "o", "e", now - 120_000, 1, None, ["f"])) == 1
+        assert len(s.dequeue(unlimited, "o", "e", now - 1_000, 2, None, ["f"])) == 2
+        limited = QueueRow("rl", rate_limit=2, rate_period_ms=60_000)
+        s.save_queue(limited)
+        assert s.migrate() == [11]
+        assert s.dequeue(limited, "o", "e", now, 5, None, ["f"]) == []
+        assert [r.workflow_id for r in s.dequeue(limited, "o", "e", now + 60_000, 5, None,
+                                                 ["f"])] == ["w3"]
+    finally:
+        s.close()
 
 
 def _raw(backend: str, db_url: str) -> Any:

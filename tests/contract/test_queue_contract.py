@@ -22,10 +22,12 @@ from relos import errors
 from relos.store import open_store
 from relos.store.base import (
     CANCELLED,
+    CLAIMED_COLUMNS,
     DELAYED,
     ENQUEUED,
     PENDING,
     SUCCESS,
+    Completion,
     QueueRow,
     RowBatch,
     StepRow,
@@ -197,6 +199,30 @@ def test_a_large_batch_stores_every_row_as_given_with_its_history(
     assert recorded == [(r.workflow_id, r.status) for r in rows]
 
 
+def test_claims_and_completions_record_history_and_leave_other_updates_alone(
+        store: SystemStore, sql: Callable[..., list[tuple[Any, ...]]]) -> None:
+    """A claim and a batch of completions record one history row per workflow
+    (on PostgreSQL without comparing old and new rows: their transaction says
+    every status changes); an update that changes neither status nor owner,
+    even on a connection that just ran them, records none."""
+    store.enqueue([queued(f"h{i}", at=i) for i in range(BIG)])
+    claimed = store.dequeue(qrow(), "owner-a", "exec-b", T0 + 100, BIG, "v1", NAMES)
+    assert len(claimed) == BIG
+    store.write_batch([], [Completion(r.workflow_id, SUCCESS, "1", None, T0 + 200)
+                           for r in claimed])
+    # On each of the store's connections (among them those that ran the claim
+    # and the batch), a statement that changes neither status nor owner.
+    touch = f"UPDATE {getattr(store, 'prefix', '')}workflow_status SET updated_at = updated_at + 1"
+    for _ in range(40):
+        with store._tx() as conn:  # type: ignore[attr-defined]
+            conn.execute(touch)
+    recorded = sql(store, "SELECT workflow_id, status, owner FROM {p}workflow_status_history "
+                          "ORDER BY workflow_id, id")
+    assert recorded == [(f"h{i}", status, owner) for i in sorted(range(BIG), key=str)
+                        for status, owner in (("ENQUEUED", None), ("PENDING", "owner-a"),
+                                              ("SUCCESS", "owner-a"))]
+
+
 def test_a_row_batch_stores_its_rows_with_any_characters(store: SystemStore) -> None:
     """One call's batch (shared columns, per-row IDs and inputs), with every
     character the bulk paths must escape, in the IDs, the inputs and the
@@ -323,7 +349,10 @@ def test_dequeue_claims_rows_and_makes_them_pending(store: SystemStore) -> None:
     rows = store.dequeue(qrow(), "owner-a", "exec-b", T0 + 100, 10, "v1", NAMES)
     assert [r.workflow_id for r in rows] == ["w1", "w2"]
     for r in rows:
-        assert r == store.get_workflow(r.workflow_id)
+        # Each claimed column as stored (the others are not read by a claim).
+        stored = store.get_workflow(r.workflow_id)
+        assert {c: getattr(r, c) for c in CLAIMED_COLUMNS} == {
+            c: getattr(stored, c) for c in CLAIMED_COLUMNS}
         assert (r.status, r.owner, r.executor_id) == (PENDING, "owner-a", "exec-b")
         assert (r.started_at, r.updated_at, r.recovery_attempts) == (T0 + 100, T0 + 100, 1)
     # The deadline starts at the dequeue, not at the enqueue.

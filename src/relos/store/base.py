@@ -77,6 +77,15 @@ class WorkflowRow:
 
 #: Column order used by every query that reads or writes a whole WorkflowRow.
 WORKFLOW_COLUMNS: tuple[str, ...] = tuple(WorkflowRow.__dataclass_fields__)
+#: The columns of a row ``dequeue`` returns: what running the claimed workflow
+#: needs. A tiny task's claim is most of its client-side cost, and half the
+#: columns (outputs, errors, roles, links to other workflows) are always empty
+#: or unused at that point; the rest of a claimed row keeps its defaults.
+CLAIMED_COLUMNS: tuple[str, ...] = (
+    "workflow_id", "status", "name", "executor_id", "created_at", "updated_at", "inputs",
+    "owner", "authenticated_user", "queue_name", "priority", "recovery_attempts",
+    "deadline_epoch_ms", "started_at", "application_version",
+)
 
 
 class RowBatch(Sequence[WorkflowRow]):
@@ -519,6 +528,8 @@ class SystemStore(abc.ABC):
         ``started_at`` = now, their deadline starting now, and
         ``application_version`` set (if it was none) so that only that
         version recovers them. No workflow is ever claimed by two callers.
+        The rows returned hold the columns of CLAIMED_COLUMNS, as claimed
+        (the other attributes keep their defaults: read the workflow for them).
 
         ``created_from`` (epoch ms; a hint for a queue without limits,
         partitions or priorities) lets the claim skip the workflows created

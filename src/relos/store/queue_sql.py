@@ -2,8 +2,9 @@
 delegates its queue methods to the functions here).
 
 A dequeue is one transaction: count what the limits need (running workflows
-for the global concurrency, recent starts for the rate limit), pick eligible
-rows in priority order and flip them to PENDING with this process as owner.
+for the global concurrency, recent starts for the rate limit: the rows its
+claims wrote in the ``queue_starts`` ledger), pick eligible rows in priority
+order and flip them to PENDING with this process as owner.
 On PostgreSQL, rows are picked ``FOR UPDATE SKIP LOCKED`` so concurrent
 dequeuers never wait on each other's rows; when the queue has a global budget
 (concurrency or rate limit) the dequeuers of that queue also take a
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from relos import errors
 from relos.store.announcer import QUIET
 from relos.store.base import (
+    CLAIMED_COLUMNS,
     DEQUEUE_ORDER,
     QUEUE_COLUMNS,
     WORKFLOW_COLUMNS,
@@ -52,10 +54,12 @@ _SQLITE_INDEX_HINT = " AND status IN ('ENQUEUED', 'DELAYED')"
 #: statistics say (stale ones, or none when autovacuum is off, make the
 #: planner collect every waiting row of the queue, and every index entry the
 #: claimed ones left behind, with a bitmap scan and sort them: tens of
-#: milliseconds per claim in a long run).
+#: milliseconds per claim in a long run). It also tells the history trigger
+#: that the transaction's updates change every row's status (migration 0012).
 _PG_CLAIM_PLAN = ("SELECT set_config('enable_seqscan', 'off', true), "
                   "set_config('enable_bitmapscan', 'off', true), "
-                  "set_config('enable_sort', 'off', true)")
+                  "set_config('enable_sort', 'off', true), "
+                  "set_config('relos.status_changes', 'all', true)")
 
 
 def save_queue(store: SQLStore, row: QueueRow) -> QueueRow:
@@ -247,15 +251,15 @@ def dequeue(
                 {"lock": f"relos.queue:{queue.name}"},
             )
         budget = max_claim
-        if queue.rate_limit is not None and queue.rate_period_ms:
-            params["since"] = now - queue.rate_period_ms
+        rated = queue.rate_limit is not None and bool(queue.rate_period_ms)
+        if rated:
+            params["since"] = now - (queue.rate_period_ms or 0)
             started = conn.execute(
-                f"SELECT COUNT(*) FROM {p}workflow_status WHERE queue_name = "
-                f"{ph('queue_name')} AND started_at >= {ph('since')} "
-                f"AND status NOT IN ('ENQUEUED', 'DELAYED')",
+                f"SELECT COALESCE(SUM(started), 0) FROM {p}queue_starts "
+                f"WHERE queue_name = {ph('queue_name')} AND started_at >= {ph('since')}",
                 params,
             ).fetchone()[0]
-            budget = min(budget, queue.rate_limit - int(started))
+            budget = min(budget, (queue.rate_limit or 0) - int(started))
         partitions: list[Any] = [None]
         if queue.partitioned:
             # Partitions in the order of their first eligible workflow (priority,
@@ -304,7 +308,29 @@ def dequeue(
                     continue
             params["room"] = room
             claimed.extend(_claim(store, conn, where, params, owner, executor_id, now))
+        if rated and claimed:
+            _record_starts(store, conn, queue, len(claimed), now)
     return claimed
+
+
+#: Ledger rows of a rate-limited queue are kept this long at least (or its
+#: period, if longer): a period lengthened at run time finds the starts it
+#: now covers.
+KEEP_STARTS_MS = 3_600_000
+
+
+def _record_starts(store: SQLStore, conn: Any, queue: QueueRow, started: int, now: int
+                   ) -> None:
+    """Write the claim's starts in the queue's rate ledger (under the queue's
+    lock, in the claim's transaction) and drop the rows no period looks at."""
+    ph, p = store._ph, store.prefix
+    keep = max(KEEP_STARTS_MS, queue.rate_period_ms or 0)
+    params = {"queue_name": queue.name, "now": now, "started": started,
+              "before": now - keep}
+    conn.execute(f"INSERT INTO {p}queue_starts (queue_name, started_at, started) "
+                 f"VALUES ({ph('queue_name')}, {ph('now')}, {ph('started')})", params)
+    conn.execute(f"DELETE FROM {p}queue_starts WHERE queue_name = {ph('queue_name')} "
+                 f"AND started_at < {ph('before')}", params)
 
 
 def _claim(store: SQLStore, conn: Any, where: str, params: dict[str, Any], owner: str,
@@ -342,13 +368,21 @@ def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any]
         f"application_version = COALESCE(application_version, {ph('version')}), "
         f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
         f"ELSE {ph('now')} + timeout_ms END "
-        f"WHERE {target} RETURNING {', '.join(WORKFLOW_COLUMNS)}",
+        f"WHERE {target} RETURNING {', '.join(CLAIMED_COLUMNS)}",
         params,
     )
 
 
 def _claimed(rows: list[Any]) -> list[WorkflowRow]:
-    claimed = [WorkflowRow(*r) for r in rows]
+    """Claimed rows (CLAIMED_COLUMNS; the other columns keep their defaults)."""
+    new, columns = object.__new__, CLAIMED_COLUMNS
+
+    def claimed_row(values: Any) -> WorkflowRow:
+        row: WorkflowRow = new(WorkflowRow)
+        row.__dict__.update(zip(columns, values, strict=True))
+        return row
+
+    claimed = [claimed_row(r) for r in rows]
     claimed.sort(key=DEQUEUE_ORDER)
     return claimed
 
