@@ -87,6 +87,24 @@ def require_psycopg() -> None:
         )
 
 
+#: The session settings of the batch connections (``PostgresStore.batch_pool``),
+#: for a claim of a queue without limits and a batch of completions, each sent
+#: alone: one statement in autocommit is one message and one round trip, and
+#: the server never waits on the client inside the transaction (in a busy
+#: process the client's next message can wait milliseconds for its turn at
+#: the interpreter's lock while the claimed rows stay locked). The planner
+#: settings are those of ``_BATCH_PLAN`` and ``queue_sql._PG_CLAIM_PLAN``, and
+#: both statements change the status of every row they update.
+_BATCH_SESSION = ("SET enable_seqscan = off", "SET enable_bitmapscan = off",
+                  "SET enable_sort = off", "SET enable_hashjoin = off",
+                  "SET enable_mergejoin = off", "SET relos.status_changes = 'all'")
+
+
+def _configure_batch_session(conn: Any) -> None:
+    for setting in _BATCH_SESSION:
+        conn.execute(setting)
+
+
 def _check_idle(conn: Any) -> None:
     """Pool check, run on every checkout without a round trip: an idle
     connection whose socket turned readable has been closed or terminated by
@@ -153,8 +171,16 @@ class PostgresStore(SQLStore):
             kwargs={"autocommit": True, "prepare_threshold": 2, **self._named},
             check=_check_idle, name="relos-system",
         )
+        #: Connections for the statements that claim and complete workflows in
+        #: batches, each one statement in autocommit (see ``_BATCH_SESSION``).
+        self.batch_pool = ConnectionPool(
+            url, min_size=0, max_size=4, open=False, timeout=connect_timeout,
+            kwargs={"autocommit": True, "prepare_threshold": 2, **self._named},
+            configure=_configure_batch_session, check=_check_idle, name="relos-batches",
+        )
         with self._errors():
             self.pool.open(wait=True, timeout=connect_timeout)
+            self.batch_pool.open(wait=True, timeout=connect_timeout)
         #: Enqueues in flight (see ``enqueue``).
         self._enqueuing = 0
         self._enqueuing_lock = threading.Lock()
@@ -200,6 +226,15 @@ class PostgresStore(SQLStore):
             yield conn
         finally:
             self.pool.putconn(conn)
+
+    @contextmanager
+    def _batch_conn(self) -> Iterator[Any]:
+        """A connection of ``batch_pool`` (autocommit, ``_BATCH_SESSION``)."""
+        conn = self.batch_pool.getconn()
+        try:
+            yield conn
+        finally:
+            self.batch_pool.putconn(conn)
 
     @contextmanager
     def _tx(self, isolation_level: str | None = None) -> Iterator[Any]:
@@ -302,6 +337,7 @@ class PostgresStore(SQLStore):
             self._listener.join(timeout=5)
             self._listener = None
         self._announcer.close()
+        self.batch_pool.close()
         self.pool.close()
 
     def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
@@ -366,6 +402,10 @@ class PostgresStore(SQLStore):
         if len(steps) == 1 and len(completions) == 1 \
                 and steps[0].workflow_id == completions[0].workflow_id:
             self._complete_with_step(steps[0], completions[0])
+            return
+        if not steps:  # (workflows that recorded no step since their last write)
+            with self._errors(), self._batch_conn() as conn:
+                conn.execute(self._complete_many_sql, (_json_rows(completions),))
             return
         with self._errors(), self._conn() as conn, conn.pipeline() as pipe, \
                 conn.transaction():

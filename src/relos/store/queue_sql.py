@@ -237,10 +237,8 @@ def dequeue(
     if postgres and queue.unbudgeted:
         # No budget to count: the claim is one statement.
         params["room"] = max_claim
-        with store._errors(), store._conn() as conn:
-            with conn.pipeline(), conn.transaction():
-                conn.execute(_PG_CLAIM_PLAN)
-                cur = _claim_cursor(store, conn, eligible, params, owner, executor_id, now)
+        with store._errors(), store._batch_conn() as conn:  # (planner settings: its session's)
+            cur = _claim_cursor(store, conn, eligible, params, owner, executor_id, now)
             return _claimed(cur.fetchall())
     with store._errors(), store._tx() as conn:
         if postgres:

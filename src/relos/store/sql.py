@@ -145,6 +145,12 @@ class SQLStore(base.SystemStore):
     def _conn(self) -> AbstractContextManager[Any]:
         """A connection in autocommit mode, for single statements."""
 
+    def _batch_conn(self) -> AbstractContextManager[Any]:
+        """A connection in autocommit mode for a batch's single statement (a
+        claim, a batch of completions); a backend may keep such connections
+        apart, with session settings for those statements."""
+        return self._conn()
+
     @abc.abstractmethod
     def _tx(self, isolation_level: str | None = None) -> AbstractContextManager[Any]:
         """A connection inside a transaction (committed on normal exit)."""
