@@ -132,3 +132,26 @@ def test_a_commit_backlog_past_its_cap_takes_room_from_new_claims(
         for aw in active:
             rt.untrack(aw.ctx.workflow_id)
     assert rt.free_workflow_slots() == threads
+
+
+def test_queue_workflow_threads_leave_their_commits_to_the_committer(
+        dbos: Any, monkeypatch: Any) -> None:
+    """A workflow thread that runs claimed workflows one after another hands
+    each outcome to the committer thread and goes on with the next, even when
+    no commit is in flight: were it to commit itself, a process with one free
+    thread would run one workflow per commit round trip."""
+    from relos.dbos import _rt
+
+    store = _rt().store
+    writers: list[str] = []
+    batch = store.write_batch
+
+    def write_batch(steps: Any, completions: Any) -> None:
+        if completions:
+            writers.append(threading.current_thread().name)
+        batch(steps, completions)
+
+    monkeypatch.setattr(store, "write_batch", write_batch)
+    handles = [gc_queue.enqueue(gc_one_step, i) for i in range(40)]
+    assert sorted(h.get_result() for h in handles) == [i * 10 for i in range(40)]
+    assert writers and set(writers) == {"relos-commits"}, writers

@@ -61,17 +61,22 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="relos-commits", daemon=True)
         self._thread.start()
 
-    def submit(self, write: Write, wait: bool) -> None:
+    def submit(self, write: Write, wait: bool, lead: bool = True) -> None:
         """Commit ``write`` with whatever else is waiting. With ``wait``, return
         once it is committed (raising what refused it); without, its ``done``
-        callback tells."""
+        callback tells. Without ``lead`` the committer thread commits it even
+        when no commit is in flight: the caller has other work to go on with
+        (a queue's workflow thread and its next claimed workflow)."""
         if wait:
             write._event = threading.Event()
         with self._lock:
             if self._closed:
                 raise errors.NotLaunchedError("the runtime is shutting down")
             self._waiting.append(write)
-            lead = not self._busy
+            idle = not self._busy
+            lead = lead and idle
+            if idle and not lead:
+                self._takeover.notify()
             self._busy = True
         if lead:
             try:

@@ -691,8 +691,8 @@ class QueueRunner:
                 if info.is_async:
                     self._run_async(name, info, start)
                     continue
-                try:
-                    workflow.execute(self.rt, info, start)
+                try:  # (its outcome goes to the committer thread: on to the next one)
+                    workflow.execute(self.rt, info, start, lead_commit=False)
                 finally:
                     self._finished(name)
         finally:

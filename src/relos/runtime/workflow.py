@@ -213,8 +213,10 @@ def dispatch(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
         rt.workflow_pool.submit(execute, rt, info, start)
 
 
-def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
-    """Run a sync workflow on this thread; the outcome goes to its future."""
+def execute(rt: Runtime, info: WorkflowInfo, start: Start, lead_commit: bool = True) -> None:
+    """Run a sync workflow on this thread; the outcome goes to its future.
+    Without ``lead_commit`` the outcome is always written by the committer
+    thread, never by this one (see ``GroupCommitter.submit``)."""
     aw = start.run
     assert aw is not None
     token = context.set_workflow(aw.ctx)
@@ -227,9 +229,9 @@ def execute(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
     except suspension.Suspend as signal:
         suspension.write(rt, aw, signal)
     except BaseException as exc:
-        handed_over = _fail(rt, aw, exc, wait=False)
+        handed_over = _fail(rt, aw, exc, wait=False, lead=lead_commit)
     else:
-        handed_over = _succeed(rt, aw, result, wait=False)
+        handed_over = _succeed(rt, aw, result, wait=False, lead=lead_commit)
     finally:
         context._next_timeout.reset(timeout_token)
         context.reset_workflow(token)
@@ -262,7 +264,8 @@ async def execute_async(rt: Runtime, info: WorkflowInfo, start: Start) -> None:
             rt.untrack(aw.ctx.workflow_id)
 
 
-def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool) -> bool:
+def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool, lead: bool = True
+             ) -> bool:
     """Record the success (with the last step's record) through the group
     committer; the future gets the result once it is written. Returns True:
     the committer untracks the workflow."""
@@ -272,7 +275,7 @@ def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool) -> bool:
             rt.serializer, result, f"the return value of workflow {ctx.name!r}"
         )
     except errors.SerializationError as exc:
-        return _fail(rt, aw, exc, wait)
+        return _fail(rt, aw, exc, wait, lead)
 
     def done(error: BaseException | None) -> None:
         if error is None:
@@ -281,10 +284,11 @@ def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool) -> bool:
             aw.set_exception(error)
 
     return _complete(rt, aw, Completion(ctx.workflow_id, SUCCESS, output, None, _now()),
-                     done, wait)
+                     done, wait, lead)
 
 
-def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bool:
+def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool, lead: bool = True
+          ) -> bool:
     """Record the failure as :func:`_succeed` records a success; the future gets
     ``exc`` (whether or not it could be recorded). A failure of the machinery
     (cancelled, taken over, database gone) records nothing. Returns whether
@@ -323,11 +327,12 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool) -> bo
         aw.set_exception(exc)
 
     return _complete(rt, aw, Completion(ctx.workflow_id, ERROR, None, error, _now()), done,
-                     wait)
+                     wait, lead)
 
 
 def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
-              settle: Callable[[BaseException | None], None], wait: bool) -> bool:
+              settle: Callable[[BaseException | None], None], wait: bool, lead: bool = True
+              ) -> bool:
     steps, aw.ctx.unwritten = aw.ctx.unwritten, []
     workflow_id = aw.ctx.workflow_id
 
@@ -341,7 +346,7 @@ def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
     if not wait:
         rt.release_thread(aw)
     try:
-        rt.committer.submit(write, wait=wait)
+        rt.committer.submit(write, wait=wait, lead=lead)
     except errors.RelosError as exc:
         if not write.settled:  # refused before it was queued (shutting down)
             done(exc)
