@@ -24,7 +24,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from relos import errors
@@ -103,6 +103,16 @@ _BATCH_SESSION = ("SET enable_seqscan = off", "SET enable_bitmapscan = off",
 def _configure_batch_session(conn: Any) -> None:
     for setting in _BATCH_SESSION:
         conn.execute(setting)
+
+
+@contextmanager
+def _borrowed(pool: Any) -> Iterator[Any]:
+    """One of the pool's connections, for the block."""
+    conn = pool.getconn()
+    try:
+        yield conn
+    finally:
+        pool.putconn(conn)
 
 
 def _check_idle(conn: Any) -> None:
@@ -219,22 +229,12 @@ class PostgresStore(SQLStore):
         ):
             conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(dbname)))
 
-    @contextmanager
-    def _conn(self) -> Iterator[Any]:
-        conn = self.pool.getconn()
-        try:
-            yield conn
-        finally:
-            self.pool.putconn(conn)
+    def _conn(self) -> AbstractContextManager[Any]:
+        return _borrowed(self.pool)
 
-    @contextmanager
-    def _batch_conn(self) -> Iterator[Any]:
+    def _batch_conn(self) -> AbstractContextManager[Any]:
         """A connection of ``batch_pool`` (autocommit, ``_BATCH_SESSION``)."""
-        conn = self.batch_pool.getconn()
-        try:
-            yield conn
-        finally:
-            self.batch_pool.putconn(conn)
+        return _borrowed(self.batch_pool)
 
     @contextmanager
     def _tx(self, isolation_level: str | None = None) -> Iterator[Any]:
