@@ -449,6 +449,33 @@ def test_dequeue_rate_limit_counts_starts_in_the_period(store: SystemStore) -> N
     assert dequeue(store, q, now=T0 + 2500) == ["w5"]  # w3 left the window; w4 still in it
 
 
+def test_rate_limit_ledger_keeps_an_hour_or_the_period(
+        store: SystemStore, sql: Callable[..., list[tuple[Any, ...]]]) -> None:
+    """Each claim of a rate-limited queue writes one ledger row (how many it
+    started, and when); a claim drops the queue's rows older than an hour, or
+    than its period if that is longer. A queue without a limiter writes none."""
+    store.enqueue([queued(f"w{i}", at=i) for i in range(6)])
+    store.enqueue([queued("u0", "free", at=0)])
+    q = qrow(rate_limit=2, rate_period_ms=1000)
+    hour = 3_600_000
+    assert dequeue(store, q, now=T0) == ["w0", "w1"]
+    assert dequeue(store, qrow("free"), now=T0) == ["u0"]
+
+    def ledger() -> list[tuple[Any, ...]]:
+        return sql(store, "SELECT queue_name, started_at, started FROM {p}queue_starts "
+                          "ORDER BY started_at")
+
+    assert ledger() == [("q", T0, 2)]
+    assert dequeue(store, q, now=T0 + hour, max_claim=1) == ["w2"]
+    assert ledger() == [("q", T0, 2), ("q", T0 + hour, 1)]  # (exactly an hour old: kept)
+    assert dequeue(store, q, now=T0 + hour + 1, max_claim=1) == ["w3"]
+    assert ledger() == [("q", T0 + hour, 1), ("q", T0 + hour + 1, 1)]
+    # A period longer than an hour keeps its own length of rows.
+    long = qrow(rate_limit=10, rate_period_ms=3 * hour)
+    assert dequeue(store, long, now=T0 + 3 * hour, max_claim=1) == ["w4"]
+    assert [r[1] for r in ledger()] == [T0 + hour, T0 + hour + 1, T0 + 3 * hour]
+
+
 def test_dequeue_rate_limit_and_concurrency_together(store: SystemStore) -> None:
     store.enqueue([queued(f"w{i}", at=i) for i in range(6)])
     q = qrow(concurrency=1, rate_limit=3, rate_period_ms=1000)
