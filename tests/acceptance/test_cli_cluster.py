@@ -14,7 +14,7 @@ from relos.store import open_store
 from relos.store.base import ExecutorRow
 
 cli_queue = Queue("cli_cluster.q", concurrency=4, worker_concurrency=2,
-                  limiter={"limit": 5, "period": 2}, priority_enabled=True)
+                  limiter={"limit": 5, "period": 60}, priority_enabled=True)
 
 
 @DBOS.workflow(name="cli_cluster.wait")
@@ -40,11 +40,13 @@ def test_queue_list_shows_limits_and_depths(dbos: Any, db_url: str) -> None:
     assert done.returncode == 0, done.stderr
     [row] = [q for q in json.loads(done.stdout) if q["name"] == "cli_cluster.q"]
     assert row["concurrency"] == 4 and row["worker_concurrency"] == 2
-    assert row["rate_limit"] == 5 and row["rate_period_seconds"] == 2
+    assert row["rate_limit"] == 5 and row["rate_period_seconds"] == 60
     assert row["priority_enabled"] is True and row["defined_by"] == "code"
     assert (row["running"], row["enqueued"]) == (2, 1)
+    assert row["started_in_period"] == 2  # what the limiter counts in its 60 s
     table = relos(db_url, "queue", "list")
     assert table.returncode == 0 and "cli_cluster.q" in table.stdout
+    assert "2 of 5 / 60 s" in table.stdout
     for h in handles:
         DBOS.send(h.workflow_id, "go", topic="go")
     assert [h.get_result() for h in handles] == ["go"] * 3

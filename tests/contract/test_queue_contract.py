@@ -466,6 +466,8 @@ def test_rate_limit_ledger_keeps_an_hour_or_the_period(
                           "ORDER BY started_at")
 
     assert ledger() == [("q", T0, 2)]
+    assert (store.rate_starts("q", T0), store.rate_starts("q", T0 + 1)) == (2, 0)
+    assert store.rate_starts("free", T0) == 0
     assert dequeue(store, q, now=T0 + hour, max_claim=1) == ["w2"]
     assert ledger() == [("q", T0, 2), ("q", T0 + hour, 1)]  # (exactly an hour old: kept)
     assert dequeue(store, q, now=T0 + hour + 1, max_claim=1) == ["w3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -25,11 +26,17 @@ def _limit(value: int | None) -> str:
 @common.database_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_queues(database_url: str | None, as_json: bool) -> None:
-    """Every queue with its limits and depth (ENQUEUED, DELAYED and running)."""
+    """Every queue with its limits and depth (ENQUEUED, DELAYED and running),
+    and for a rate-limited queue the starts its limiter counts now."""
     url = common.resolve_url(database_url)
+    now = int(time.time() * 1000)
     with common.opened_store(url) as store:
         rows = {q.name: q for q in store.get_queues()}
         depths = store.queue_depths()
+        # What each rate limiter has counted in its current period.
+        started = {name: store.rate_starts(name, now - q.rate_period_ms)
+                   for name, q in rows.items()
+                   if q.rate_limit is not None and q.rate_period_ms}
     names = sorted(set(rows) | set(depths))
     data: list[dict[str, Any]] = []
     for name in names:
@@ -41,6 +48,7 @@ def list_queues(database_url: str | None, as_json: bool) -> None:
             "worker_concurrency": q.worker_concurrency if q else None,
             "rate_limit": q.rate_limit if q else None,
             "rate_period_seconds": q.rate_period_ms / 1000 if q and q.rate_period_ms else None,
+            "started_in_period": started.get(name),
             "priority_enabled": q.priority_enabled if q else False,
             "partitioned": q.partitioned if q else False,
             "defined_by": q.defined_by if q else None,
@@ -61,7 +69,8 @@ def list_queues(database_url: str | None, as_json: bool) -> None:
                          overflow="fold")
     for d in data:
         rate = ("-" if d["rate_limit"] is None
-                else f"{d['rate_limit']} / {d['rate_period_seconds']:g} s")
+                else f"{d['started_in_period'] or 0} of {d['rate_limit']} / "
+                     f"{d['rate_period_seconds']:g} s")
         options = ", ".join(o for o, on in (("priority", d["priority_enabled"]),
                                              ("partitioned", d["partitioned"])) if on)
         if d["defined_by"] == "runtime":

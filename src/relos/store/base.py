@@ -553,6 +553,12 @@ class SystemStore(abc.ABC):
         """For each queue name: the number of its workflows per unfinished
         status (ENQUEUED, DELAYED, PENDING)."""
 
+    @abc.abstractmethod
+    def rate_starts(self, queue_name: str, since: int) -> int:
+        """How many workflows the queue's rate limiter counts as started at or
+        after ``since`` (epoch ms): the starts its claims recorded while it had
+        a limiter, kept an hour, or its period if longer."""
+
     # --- schedules --------------------------------------------------------------------
 
     @abc.abstractmethod

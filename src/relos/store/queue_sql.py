@@ -252,11 +252,7 @@ def dequeue(
         rated = queue.rate_limit is not None and bool(queue.rate_period_ms)
         if rated:
             params["since"] = now - (queue.rate_period_ms or 0)
-            started = conn.execute(
-                f"SELECT COALESCE(SUM(started), 0) FROM {p}queue_starts "
-                f"WHERE queue_name = {ph('queue_name')} AND started_at >= {ph('since')}",
-                params,
-            ).fetchone()[0]
+            started = conn.execute(_rate_starts_sql(store), params).fetchone()[0]
             budget = min(budget, (queue.rate_limit or 0) - int(started))
         partitions: list[Any] = [None]
         if queue.partitioned:
@@ -309,6 +305,17 @@ def dequeue(
         if rated and claimed:
             _record_starts(store, conn, queue, len(claimed), now)
     return claimed
+
+
+def _rate_starts_sql(store: SQLStore) -> str:
+    ph = store._ph
+    return (f"SELECT COALESCE(SUM(started), 0) FROM {store.prefix}queue_starts "
+            f"WHERE queue_name = {ph('queue_name')} AND started_at >= {ph('since')}")
+
+
+def rate_starts(store: SQLStore, queue_name: str, since: int) -> int:
+    found = store._one(_rate_starts_sql(store), {"queue_name": queue_name, "since": since})
+    return int(found[0]) if found is not None else 0
 
 
 #: Ledger rows of a rate-limited queue are kept this long at least (or its

@@ -554,6 +554,9 @@ class SQLStore(base.SystemStore):
     def queue_depths(self) -> dict[str, dict[str, int]]:
         return queue_sql.queue_depths(self)
 
+    def rate_starts(self, queue_name: str, since: int) -> int:
+        return queue_sql.rate_starts(self, queue_name, since)
+
     # --- schedules (SQL in schedule_sql.py) ------------------------------------------------
 
     def save_schedule(self, row: base.ScheduleRow) -> base.ScheduleRow:
