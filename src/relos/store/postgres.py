@@ -69,10 +69,9 @@ _STILL_PENDING = "(w.status = 'PENDING') IS TRUE"
 #: takes the table for a few pages and scans it all instead. Its completions
 #: change every row's status (PENDING to a final one): the history trigger
 #: need not compare old and new rows (migration 0012).
-_BATCH_PLAN = ("SELECT set_config('enable_seqscan', 'off', true), "
-               "set_config('enable_hashjoin', 'off', true), "
-               "set_config('enable_mergejoin', 'off', true), "
-               "set_config('relos.status_changes', 'all', true)")
+_BATCH_SETTINGS = {"enable_seqscan": "off", "enable_hashjoin": "off",
+                   "enable_mergejoin": "off", "relos.status_changes": "all"}
+_BATCH_PLAN = queue_sql.for_transaction(_BATCH_SETTINGS)
 
 
 #: Enqueued batches of this many rows or more go in by COPY (below it, the
@@ -92,17 +91,15 @@ def require_psycopg() -> None:
 #: alone: one statement in autocommit is one message and one round trip, and
 #: the server never waits on the client inside the transaction (in a busy
 #: process the client's next message can wait milliseconds for its turn at
-#: the interpreter's lock while the claimed rows stay locked). The planner
-#: settings are those of ``_BATCH_PLAN`` and ``queue_sql._PG_CLAIM_PLAN``, and
-#: both statements change the status of every row they update.
-_BATCH_SESSION = ("SET enable_seqscan = off", "SET enable_bitmapscan = off",
-                  "SET enable_sort = off", "SET enable_hashjoin = off",
-                  "SET enable_mergejoin = off", "SET relos.status_changes = 'all'")
+#: the interpreter's lock while the claimed rows stay locked): the settings
+#: of both kinds of transaction, which change the status of every row they
+#: update.
+_BATCH_SESSION = {**_BATCH_SETTINGS, **queue_sql.PG_CLAIM_SETTINGS}
 
 
 def _configure_batch_session(conn: Any) -> None:
-    for setting in _BATCH_SESSION:
-        conn.execute(setting)
+    for name, value in _BATCH_SESSION.items():
+        conn.execute(f"SET {name} = '{value}'")
 
 
 @contextmanager

@@ -56,10 +56,17 @@ _SQLITE_INDEX_HINT = " AND status IN ('ENQUEUED', 'DELAYED')"
 #: claimed ones left behind, with a bitmap scan and sort them: tens of
 #: milliseconds per claim in a long run). It also tells the history trigger
 #: that the transaction's updates change every row's status (migration 0012).
-_PG_CLAIM_PLAN = ("SELECT set_config('enable_seqscan', 'off', true), "
-                  "set_config('enable_bitmapscan', 'off', true), "
-                  "set_config('enable_sort', 'off', true), "
-                  "set_config('relos.status_changes', 'all', true)")
+PG_CLAIM_SETTINGS = {"enable_seqscan": "off", "enable_bitmapscan": "off",
+                     "enable_sort": "off", "relos.status_changes": "all"}
+
+
+def for_transaction(settings: dict[str, str]) -> str:
+    """A statement giving these (constant) settings to the rest of its transaction."""
+    return "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)"
+                                 for name, value in settings.items())
+
+
+_PG_CLAIM_PLAN = for_transaction(PG_CLAIM_SETTINGS)
 
 
 def save_queue(store: SQLStore, row: QueueRow) -> QueueRow:
