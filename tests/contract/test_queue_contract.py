@@ -341,6 +341,105 @@ def test_enqueues_are_announced_to_other_processes(
         other.close()
 
 
+def test_concurrent_enqueues_combined_keep_each_callers_outcome(
+        store: SystemStore, db_url: str) -> None:
+    """On PostgreSQL, enqueues that wait while another is written go in
+    together as one statement; each caller still gets its own outcome: its
+    rows written, the rows that kept its rows out (a taken ID or deduplication
+    ID, also one taken by another caller of the same statement), or its own
+    error when the server refuses its input."""
+    if store.backend != "postgres":
+        pytest.skip("SQLite writes one transaction at a time: nothing to combine")
+    import psycopg
+
+    combiner = store._combiner  # type: ignore[attr-defined]
+    writes: list[int] = []
+    write = combiner._write
+
+    def counted(rows: Any) -> Any:
+        writes.append(len(rows))
+        return write(rows)
+
+    combiner._write = counted
+    store.enqueue([queued("taken")])
+    outcomes: dict[str, Any] = {}
+
+    def call(key: str, rows: list[WorkflowRow]) -> None:
+        try:
+            outcomes[key] = store.enqueue(rows)
+        except errors.StoreError as exc:
+            outcomes[key] = exc
+
+    # Another session's lock holds the first enqueue in its INSERT; the
+    # others wait behind it in the combiner.
+    with psycopg.connect(db_url) as locker:
+        locker.execute(f"LOCK TABLE {store.prefix}workflow_status IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+        threads = [threading.Thread(target=call, args=("first", [queued("f1")]))]
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while combiner._busy == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        later = {
+            "a": [queued("a1", deduplication_id="d"), queued("a2")],
+            "b": [queued("b1", deduplication_id="d")],
+            "c": [queued("taken"), queued("c2")],
+            "bad": [queued("bad1", name="nul\x00name")],
+            "e": [queued("e1")],
+        }
+        for key, rows in later.items():
+            threads.append(threading.Thread(target=call, args=(key, rows)))
+            threads[-1].start()
+        while len(combiner._waiting) < len(later):
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        locker.rollback()
+    for t in threads:
+        t.join(10)
+    assert outcomes["first"] == [None]
+    assert isinstance(outcomes["bad"], errors.StoreError)
+    assert outcomes["e"] == [None]
+    assert outcomes["c"][1] is None and outcomes["c"][0].workflow_id == "taken"
+    # One of a and b holds the deduplication ID, the other is kept out by it.
+    a, b = outcomes["a"], outcomes["b"]
+    assert a[1] is None
+    if a[0] is None:
+        assert b[0].workflow_id == "a1"
+    else:
+        assert a[0].workflow_id == "b1" and b == [None]
+    # The first write, the combined one (refused for the bad row), then each
+    # caller alone.
+    assert writes[1:3] == [1, 7]
+    assert sorted(writes[3:]) == [1, 1, 1, 2, 2]
+    assert store.get_workflow("bad1") is None
+    for wid in ("f1", "a2", "c2", "e1"):
+        assert status(store, wid) == ENQUEUED
+
+
+def test_a_listener_without_queues_hears_no_enqueue(store: SystemStore, db_url: str) -> None:
+    """A process that dequeues nothing listens to every channel but the
+    queues': enqueues (its own too) do not wake it."""
+    if store.backend != "postgres":
+        pytest.skip("SQLite processes poll: nothing is announced")
+    other = open_store(db_url)
+    heard: list[tuple[str, str]] = []
+    try:
+        other.start_listener(lambda channel, key: heard.append((channel, key)), queues=False)
+        store.enqueue([queued("a1", "qa")])
+        # Notifications arrive in commit order: once a wake sent after the
+        # enqueue is heard, an announcement of the enqueue would have been.
+        deadline = time.monotonic() + 10
+        while ("wake", "probe") not in heard:
+            assert time.monotonic() < deadline, "the listener never listened"
+            with store._tx() as conn:  # type: ignore[attr-defined]
+                conn.execute("SELECT pg_notify('relos_queues', 'qb')")
+                conn.execute("SELECT pg_notify('relos_wake', 'probe')")
+            time.sleep(0.05)
+        assert [c for c, _ in heard if c == "queues"] == []
+    finally:
+        other.close()
+
+
 # --- dequeue ----------------------------------------------------------------------------------
 
 

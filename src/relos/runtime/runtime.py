@@ -201,12 +201,15 @@ class Runtime:
         # for a process that dequeues from no queue (DBOS.listen_queues([])), such
         # as a web front end that only enqueues: the latest version decides who
         # dequeues, and its code may differ from the workers' without being newer.
-        if self.listen_queues is None or self.listen_queues:
+        dequeues = self.listen_queues is None or bool(self.listen_queues)
+        if dequeues:
             self.store.register_application_version(self.app_version, now)
         for queue in queues.registered().values():
             self.store.save_queue(replace(queue.row, updated_at=now))
         if self.config.use_listen_notify:
-            self.store.start_listener(self.notifier.notify)
+            # A process that dequeues nothing would only wake up for every
+            # enqueue of every process (its own included) to do nothing.
+            self.store.start_listener(self.notifier.notify, queues=dequeues)
         _freeze_startup_objects()
         self._gc_before = _raise_gc_threshold(self.config.gc_threshold)
         self.launched = True

@@ -298,12 +298,14 @@ class SystemStore(abc.ABC):
         """Release every connection. The store is unusable afterwards."""
 
     @abc.abstractmethod
-    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+    def start_listener(self, on_change: Callable[[str, str], None],
+                       queues: bool = True) -> None:
         """Call ``on_change(channel, key)`` from a background thread when another
         process sends a message, sets an event or writes a stream (channels
         ``notifications``, ``events``, ``streams``; the key is the workflow ID) or
-        enqueues work (channel ``queues``; the key is the queue name) or wakes a
-        suspended workflow (channel ``wake``, key ``*``). A no-op
+        enqueues work (channel ``queues``, unless ``queues`` is False: a process
+        that dequeues nothing need not hear every enqueue; the key is the queue
+        name) or wakes a suspended workflow (channel ``wake``, key ``*``). A no-op
         where the backend cannot announce changes (``pushes_notifications`` is
         False)."""
 

@@ -40,6 +40,7 @@ from relos.store.base import (
     check_isolation,
     record_type,
 )
+from relos.store.combining import Combiner
 from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 try:
@@ -193,6 +194,8 @@ class PostgresStore(SQLStore):
         self._enqueuing_lock = threading.Lock()
         self._announcer = Announcer(
             lambda: psycopg.connect(url, autocommit=True, **self._named))
+        self._combiner: Combiner[WorkflowRow, WorkflowRow | None] = Combiner(
+            self._enqueue_now)
 
     # --- connections ------------------------------------------------------------------
 
@@ -259,6 +262,8 @@ class PostgresStore(SQLStore):
     def _translate(self, exc: Exception) -> Exception | None:
         if isinstance(exc, psycopg.errors.IntegrityError):
             return errors.StoreError(f"the database refused the write: {exc}")
+        if isinstance(exc, psycopg.DataError):  # e.g. a NUL character in a text
+            return errors.StoreError(f"PostgreSQL refused a value of the write: {exc}")
         if isinstance(exc, psycopg.OperationalError):
             return errors.DatabaseUnreachableError(
                 f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}"
@@ -307,19 +312,21 @@ class PostgresStore(SQLStore):
             r = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}migrations")
             return int(r.fetchone()[0])
 
-    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+    def start_listener(self, on_change: Callable[[str, str], None],
+                       queues: bool = True) -> None:
         if self._listener is not None:
             return
+        channels = [c for c in _CHANNELS if queues or _CHANNELS[c] != "queues"]
         self._listener = threading.Thread(
-            target=self._listen, args=(on_change,), name="relos-pg-listener", daemon=True
-        )
+            target=self._listen, args=(on_change, channels), name="relos-pg-listener",
+            daemon=True)
         self._listener.start()
 
-    def _listen(self, on_change: Callable[[str, str], None]) -> None:
+    def _listen(self, on_change: Callable[[str, str], None], channels: list[str]) -> None:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, **self._named) as conn:
-                    for channel in _CHANNELS:
+                    for channel in channels:
                         conn.execute(f"LISTEN {channel}")
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
@@ -346,12 +353,21 @@ class PostgresStore(SQLStore):
         COPY rolls back and the batch is redone with the INSERT that keeps the
         taken rows out and reports them.
 
+        Smaller batches without a step to record, from threads enqueueing at
+        the same time, are combined into one INSERT (see combining.py).
+
         Dequeuers are woken by NOTIFY: from the status trigger, in the
         transaction, while this is the process's only enqueue in flight;
         from the announcer after commit when enqueues run concurrently, so
         that their commits are not serialised (see announcer.py)."""
         if not rows:
             return []
+        if step is None and len(rows) < COPY_FROM:
+            return self._combiner.run(rows)
+        return self._enqueue_now(rows, step)
+
+    def _enqueue_now(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
+                     ) -> list[WorkflowRow | None]:
         with self._enqueuing_lock:
             quiet = self._enqueuing > 0
             self._enqueuing += 1

@@ -179,7 +179,8 @@ class SQLiteStore(SQLStore):
             return int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM migrations")
                        .fetchone()[0])
 
-    def start_listener(self, on_change: Callable[[str, str], None]) -> None:
+    def start_listener(self, on_change: Callable[[str, str], None],
+                       queues: bool = True) -> None:
         return None
 
     def close(self) -> None:
