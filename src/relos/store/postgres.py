@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 from relos import errors
-from relos.store import copy_text, migrations, queue_sql, redact
+from relos.store import copy_text, libpq, migrations, queue_sql, redact
 from relos.store.announcer import QUIET, Announcer
 from relos.store.base import (
     ENQUEUED,
@@ -248,10 +248,25 @@ class PostgresStore(SQLStore):
         finally:
             self.pool.putconn(conn)
 
+    @staticmethod
+    def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one statement on ``conn``; its rows."""
+        done = libpq.run(conn, sql, args)
+        if done is not None:
+            return libpq.rows(conn, *done)
+        return list(_cursor(conn).execute(sql, args, prepare=True).fetchall())
+
     def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
         pool = self.pool
         conn = pool.getconn()
         try:
+            done = libpq.run(conn, sql, args)
+            if done is not None:
+                res, st = done
+                if result == ROWCOUNT:
+                    return libpq.rowcount(res)
+                got = libpq.rows(conn, res, st)
+                return (got[0] if got else None) if result == ONE else got
             cur = _cursor(conn).execute(sql, args, prepare=True)
             if result == ROWCOUNT:
                 return cur.rowcount

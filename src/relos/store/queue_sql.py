@@ -35,6 +35,7 @@ from relos.store.base import (
 )
 
 if TYPE_CHECKING:
+    from relos.store.postgres import PostgresStore
     from relos.store.sql import SQLStore
 
 _ELIGIBLE = (
@@ -122,7 +123,7 @@ class _RowByRow(Exception):
 
 
 def enqueue_postgres(
-    store: SQLStore, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
+    store: PostgresStore, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
 ) -> list[WorkflowRow | None]:
     """One INSERT for the whole batch (its trigger notifies the dequeuers,
     unless ``quiet``: the caller announces after commit); without a parent's
@@ -131,7 +132,7 @@ def enqueue_postgres(
     with store._errors():
         if step is None:
             with store._conn() as conn:
-                inserted = {r[0] for r in conn.execute(sql, params).fetchall()}
+                inserted = {r[0] for r in store._rows(conn, sql, params)}
                 return [None if r.workflow_id in inserted else _blocker(store, conn, r)
                         for r in rows]
         with store._tx() as conn:
