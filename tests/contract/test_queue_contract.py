@@ -8,11 +8,12 @@ delay and rate-limit checks are exact and never wait.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -343,15 +344,11 @@ def test_enqueues_are_announced_to_other_processes(
 
 def test_concurrent_enqueues_combined_keep_each_callers_outcome(
         store: SystemStore, db_url: str) -> None:
-    """On PostgreSQL, enqueues that wait while another is written go in
-    together as one statement; each caller still gets its own outcome: its
+    """Enqueues that wait while another is written go in together as one
+    statement and one commit; each caller still gets its own outcome: its
     rows written, the rows that kept its rows out (a taken ID or deduplication
-    ID, also one taken by another caller of the same statement), or its own
-    error when the server refuses its input."""
-    if store.backend != "postgres":
-        pytest.skip("SQLite writes one transaction at a time: nothing to combine")
-    import psycopg
-
+    ID, also one taken by another caller of the same write), or its own error
+    when the database refuses its rows."""
     combiner = store._combiner  # type: ignore[attr-defined]
     writes: list[int] = []
     write = combiner._write
@@ -370,10 +367,9 @@ def test_concurrent_enqueues_combined_keep_each_callers_outcome(
         except errors.StoreError as exc:
             outcomes[key] = exc
 
-    # Another session's lock holds the first enqueue in its INSERT; the
-    # others wait behind it in the combiner.
-    with psycopg.connect(db_url) as locker:
-        locker.execute(f"LOCK TABLE {store.prefix}workflow_status IN EXCLUSIVE MODE")  # type: ignore[attr-defined]
+    # Another connection's write lock holds the first enqueue in its write;
+    # the others wait behind it in the combiner.
+    with _write_locked(store, db_url):
         threads = [threading.Thread(target=call, args=("first", [queued("f1")]))]
         threads[0].start()
         deadline = time.monotonic() + 10
@@ -384,7 +380,7 @@ def test_concurrent_enqueues_combined_keep_each_callers_outcome(
             "a": [queued("a1", deduplication_id="d"), queued("a2")],
             "b": [queued("b1", deduplication_id="d")],
             "c": [queued("taken"), queued("c2")],
-            "bad": [queued("bad1", name="nul\x00name")],
+            "bad": [queued("bad1", name=None)],  # NOT NULL
             "e": [queued("e1")],
         }
         for key, rows in later.items():
@@ -393,7 +389,6 @@ def test_concurrent_enqueues_combined_keep_each_callers_outcome(
         while len(combiner._waiting) < len(later):
             assert time.monotonic() < deadline
             time.sleep(0.005)
-        locker.rollback()
     for t in threads:
         t.join(10)
     assert outcomes["first"] == [None]
@@ -414,6 +409,44 @@ def test_concurrent_enqueues_combined_keep_each_callers_outcome(
     assert store.get_workflow("bad1") is None
     for wid in ("f1", "a2", "c2", "e1"):
         assert status(store, wid) == ENQUEUED
+
+
+def test_a_nul_character_is_refused_by_postgresql_and_kept_by_sqlite(
+        store: SystemStore) -> None:
+    """PostgreSQL's text cannot hold NUL: a clear error and nothing written
+    (never the text cut short); SQLite keeps it as given."""
+    row = queued("n1", name="nul\x00name")
+    if store.backend == "postgres":
+        with pytest.raises(errors.StoreError, match="NUL"):
+            store.enqueue([row])
+        assert store.get_workflow("n1") is None
+    else:
+        assert store.enqueue([row]) == [None]
+        got = store.get_workflow("n1")
+        assert got is not None and got.name == "nul\x00name"
+
+
+@contextlib.contextmanager
+def _write_locked(store: SystemStore, db_url: str) -> Iterator[None]:
+    """Hold the workflow table's write lock from another connection."""
+    if store.backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(db_url) as locker:
+            locker.execute(f"LOCK TABLE {store.prefix}workflow_status "  # type: ignore[attr-defined]
+                           "IN EXCLUSIVE MODE")
+            yield
+            locker.rollback()
+        return
+    import sqlite3
+
+    locker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        yield
+        locker.execute("ROLLBACK")
+    finally:
+        locker.close()
 
 
 def test_a_listener_without_queues_hears_no_enqueue(store: SystemStore, db_url: str) -> None:

@@ -40,7 +40,6 @@ from relos.store.base import (
     check_isolation,
     record_type,
 )
-from relos.store.combining import Combiner
 from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 try:
@@ -194,8 +193,6 @@ class PostgresStore(SQLStore):
         self._enqueuing_lock = threading.Lock()
         self._announcer = Announcer(
             lambda: psycopg.connect(url, autocommit=True, **self._named))
-        self._combiner: Combiner[WorkflowRow, WorkflowRow | None] = Combiner(
-            self._enqueue_now)
 
     # --- connections ------------------------------------------------------------------
 
@@ -359,8 +356,8 @@ class PostgresStore(SQLStore):
         self.batch_pool.close()
         self.pool.close()
 
-    def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
-                ) -> list[WorkflowRow | None]:
+    def _enqueue_now(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
+                     ) -> list[WorkflowRow | None]:
         """A batch of ``COPY_FROM`` rows or more is streamed in with COPY (the
         server's fastest way in: no statement text to parse, no JSON to
         decode; its statement-level trigger records the history as for an
@@ -368,21 +365,10 @@ class PostgresStore(SQLStore):
         COPY rolls back and the batch is redone with the INSERT that keeps the
         taken rows out and reports them.
 
-        Smaller batches without a step to record, from threads enqueueing at
-        the same time, are combined into one INSERT (see combining.py).
-
         Dequeuers are woken by NOTIFY: from the status trigger, in the
         transaction, while this is the process's only enqueue in flight;
         from the announcer after commit when enqueues run concurrently, so
         that their commits are not serialised (see announcer.py)."""
-        if not rows:
-            return []
-        if step is None and len(rows) < COPY_FROM:
-            return self._combiner.run(rows)
-        return self._enqueue_now(rows, step)
-
-    def _enqueue_now(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
-                     ) -> list[WorkflowRow | None]:
         with self._enqueuing_lock:
             quiet = self._enqueuing > 0
             self._enqueuing += 1

@@ -43,10 +43,15 @@ from relos.store.base import (
     StepRow,
     WorkflowRow,
 )
+from relos.store.combining import Combiner
 
 _NAME_RE = re.compile(r"^-- name: (\S+)\s*$", re.M)
 _PARAM_RE = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
+
+#: Enqueues of fewer rows are combined with those of other threads (bigger
+#: batches are efficient alone, and PostgreSQL sends them by COPY).
+COMBINED_BELOW = 16
 
 #: What :meth:`SQLStore._execute` returns: the row count, the first row, or all rows.
 ROWCOUNT, ONE, ALL = 0, 1, 2
@@ -138,6 +143,8 @@ class SQLStore(base.SystemStore):
         self._insert_step = st["insert_step"]
         self._complete_workflow = st["complete_workflow"]
         self._get_workflow = st["get_workflow"]
+        self._combiner: Combiner[WorkflowRow, WorkflowRow | None] = Combiner(
+            self._enqueue_now)
 
     # --- what a backend provides -------------------------------------------------------
 
@@ -537,6 +544,18 @@ class SQLStore(base.SystemStore):
 
     def enqueue(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
                 ) -> list[WorkflowRow | None]:
+        """Batches of fewer than ``COMBINED_BELOW`` rows without a step to
+        record, from threads enqueueing at the same time, are combined into
+        one statement and one commit (see combining.py)."""
+        if not rows:
+            return []
+        if step is None and len(rows) < COMBINED_BELOW:
+            return self._combiner.run(rows)
+        return self._enqueue_now(rows, step)
+
+    def _enqueue_now(self, rows: Sequence[WorkflowRow], step: StepRow | None = None
+                     ) -> list[WorkflowRow | None]:
+        """Write one enqueue (or one combination of enqueues) now."""
         return queue_sql.enqueue(self, rows, step)
 
     def dequeue(self, queue: base.QueueRow, owner: str, executor_id: str, now: int,
