@@ -64,40 +64,35 @@ def numbered(sql: str) -> bytes:
 _numbered: dict[str, bytes] = {}
 
 
+def _text(v: str) -> bytes:
+    if "\x00" in v:  # libpq would cut the text there
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    return v.encode()
+
+
+#: Each parameter type sent here: its type as prepared, and its text.
+_TYPES: dict[type, int] = {str: _UNKNOWN, type(None): _UNKNOWN, int: _INT8, bool: _BOOL,
+                           float: _FLOAT8}
+_ENCODE: dict[type, Callable[[Any], bytes]] = {
+    str: _text, int: lambda v: b"%d" % v, bool: lambda v: b"t" if v else b"f",
+    float: lambda v: repr(v).encode()}
+
+
 def run(conn: Any, sql: str, params: Sequence[Any]) -> tuple[pq.abc.PGresult, _Prepared] | None:
     """Run ``sql`` (psycopg's ``%s`` style) with ``params`` on ``conn``; the
     result and its statement, or None if a parameter has a type not sent here."""
-    values: list[bytes | None] = []
-    types: list[int] = []
-    add_value, add_type = values.append, types.append
-    for v in params:
-        kind = type(v)
-        if kind is str:
-            if "\x00" in v:  # libpq would cut the text there
-                raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-            add_value(v.encode())
-            add_type(_UNKNOWN)
-        elif v is None:
-            add_value(None)
-            add_type(_UNKNOWN)
-        elif kind is int:
-            add_value(str(v).encode())
-            add_type(_INT8)
-        elif kind is bool:
-            add_value(b"t" if v else b"f")
-            add_type(_BOOL)
-        elif kind is float:
-            add_value(repr(v).encode())
-            add_type(_FLOAT8)
-        else:
-            return None
+    try:
+        types = tuple(map(_TYPES.__getitem__, map(type, params)))
+    except KeyError:
+        return None
+    values = [None if v is None else _ENCODE[type(v)](v) for v in params]
     cache: dict[tuple[str, tuple[int, ...]], _Prepared] | None = getattr(
         conn, "_relos_prepared", None)
     if cache is None:
         if conn.info.encoding != "utf-8":
             return None  # (relos's own connections are UTF-8; anything else: the cursor)
         cache = conn._relos_prepared = {}
-    key = (sql, tuple(types))
+    key = (sql, types)
     pgconn = conn.pgconn
     for attempt in (1, 2):
         st = cache.get(key)

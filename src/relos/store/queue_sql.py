@@ -128,6 +128,8 @@ def enqueue_postgres(
     """One INSERT for the whole batch (its trigger notifies the dequeuers,
     unless ``quiet``: the caller announces after commit); without a parent's
     step to record, that statement is the transaction: one round trip."""
+    if len(rows) == 1:
+        rows = [rows[0]]  # (a RowBatch makes its row at each reading: once is enough)
     sql, params = _bulk_insert(store.prefix, rows, quiet)
     with store._errors():
         if step is None:
