@@ -92,3 +92,14 @@ def test_rowcount(conn: Any) -> None:
         _run(conn, INSERT, [f"k{i}", i, 1.0, False, None, None])
     done = libpq.run(conn, "UPDATE t SET note = %s WHERE n >= %s", ["x", 1])
     assert done is not None and libpq.rowcount(done[0]) == 2
+
+
+def test_notices_reach_the_connections_handlers(conn: Any) -> None:
+    """libpq calls psycopg's notice receiver during the call (it needs the
+    interpreter's lock back while the call has released it)."""
+    heard: list[str | None] = []
+    conn.add_notice_handler(lambda diag: heard.append(diag.message_primary))
+    conn.execute("CREATE FUNCTION noisy(x TEXT) RETURNS TEXT LANGUAGE plpgsql AS "
+                 "$$ BEGIN RAISE NOTICE 'heard %', x; RETURN x; END $$")
+    assert [_run(conn, "SELECT noisy(%s)", [w]) for w in ("a", "b")] == [[("a",)], [("b",)]]
+    assert heard == ["heard a", "heard b"]
