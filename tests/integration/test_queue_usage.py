@@ -384,3 +384,31 @@ def test_without_listen_notify_polling_finds_the_work(
         [wid] = enqueue_from_another_process(db_url, tmp_path, 1)
         enqueued_at, step_at = DBOS.retrieve_workflow(wid).get_result(timeout_seconds=DEADLINE)
     assert 0 <= step_at - enqueued_at < 5.0
+
+
+@pytest.mark.parametrize("listen", [None, []], ids=["dequeuing", "enqueue-only"])
+def test_only_a_dequeuing_process_hears_other_processes_enqueues(
+        db_url: str, backend: str, listen: list[Any] | None) -> None:
+    """A process that dequeues from no queue (a web front end) is not woken
+    by every enqueue of the cluster; one that dequeues is."""
+    if backend != "postgres":
+        pytest.skip("SQLite cannot announce another process's enqueue")
+    import psycopg
+
+    from relos.dbos import _rt
+
+    with launched(db_url, listen=listen):
+        notifier = _rt().notifier
+        with notifier.subscribe([("queues", "elsewhere")]) as queued, \
+                notifier.subscribe([("wake", "probe")]) as probed, \
+                psycopg.connect(db_url, autocommit=True) as other:
+            # Notifications arrive in commit order: once the probe sent after
+            # the enqueue's announcement is heard, the announcement would be.
+            deadline = time.monotonic() + DEADLINE
+            while not probed.is_set():
+                assert time.monotonic() < deadline, "the listener never listened"
+                with other.transaction():
+                    other.execute("SELECT pg_notify('relos_queues', 'elsewhere')")
+                other.execute("SELECT pg_notify('relos_wake', 'probe')")
+                probed.wait(0.05)
+            assert queued.is_set() == (listen is None)
