@@ -373,7 +373,7 @@ def test_concurrent_enqueues_combined_keep_each_callers_outcome(
         threads = [threading.Thread(target=call, args=("first", [queued("f1")]))]
         threads[0].start()
         deadline = time.monotonic() + 10
-        while combiner._busy == 0:
+        while not combiner._busy:
             assert time.monotonic() < deadline
             time.sleep(0.005)
         later = {

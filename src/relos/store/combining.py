@@ -34,15 +34,14 @@ class _Pending(Generic[Item, Result]):
 
 
 class Combiner(Generic[Item, Result]):
-    def __init__(self, write: Callable[[Sequence[Item]], list[Result]], slots: int = 1
-                 ) -> None:
+    def __init__(self, write: Callable[[Sequence[Item]], list[Result]]) -> None:
         #: Writes items (one statement); one result per item, in order.
         self._write = write
-        #: How many writes may be in flight at once.
-        self._slots = slots
         self._cond = threading.Condition(threading.Lock())
         self._waiting: list[_Pending[Item, Result]] = []
-        self._busy = 0
+        #: Whether a write is in flight (one at a time: measured, two or three
+        #: in flight make smaller batches and more work per row).
+        self._busy = False
 
     def run(self, items: Sequence[Item]) -> list[Result]:
         """Write ``items`` (with whatever else waits); their results, in order."""
@@ -50,10 +49,10 @@ class Combiner(Generic[Item, Result]):
         cond = self._cond
         with cond:
             self._waiting.append(me)
-            while self._busy >= self._slots and not me.done:
+            while self._busy and not me.done:
                 cond.wait()
-            if not me.done:  # a free slot: lead, taking all that waits
-                self._busy += 1
+            if not me.done:  # nothing in flight: lead, taking all that waits
+                self._busy = True
                 batch, self._waiting = self._waiting, []
         if not me.done:
             try:
@@ -64,7 +63,7 @@ class Combiner(Generic[Item, Result]):
                         if not p.done:  # (an interrupt in the middle of the write)
                             p.error = p.error or RuntimeError("the combined write was interrupted")
                             p.done = True
-                    self._busy -= 1
+                    self._busy = False
                     cond.notify_all()
         if me.error is not None:
             raise me.error
