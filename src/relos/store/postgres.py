@@ -40,7 +40,7 @@ from relos.store.base import (
     check_isolation,
     record_type,
 )
-from relos.store.sql import ONE, ROWCOUNT, SQLStore
+from relos.store.sql import ALL, ONE, ROWCOUNT, SQLStore
 
 try:
     import psycopg
@@ -110,6 +110,22 @@ def _borrowed(pool: Any) -> Iterator[Any]:
         yield conn
     finally:
         pool.putconn(conn)
+
+
+def _statement(conn: Any, sql: str, args: Sequence[Any], result: int) -> Any:
+    """Run one statement on ``conn`` (through libpq where its parameters
+    allow, else a cursor); what ``result`` asks for (ROWCOUNT, ONE or ALL)."""
+    done = libpq.run(conn, sql, args)
+    if done is not None:
+        res, st = done
+        if result == ROWCOUNT:
+            return libpq.rowcount(res)
+        got = libpq.rows(conn, res, st)
+        return (got[0] if got else None) if result == ONE else got
+    cur = _cursor(conn).execute(sql, args, prepare=True)
+    if result == ROWCOUNT:
+        return cur.rowcount
+    return cur.fetchone() if result == ONE else cur.fetchall()
 
 
 def _check_idle(conn: Any) -> None:
@@ -248,26 +264,13 @@ class PostgresStore(SQLStore):
     @staticmethod
     def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one statement on ``conn``; its rows."""
-        done = libpq.run(conn, sql, args)
-        if done is not None:
-            return libpq.rows(conn, *done)
-        return list(_cursor(conn).execute(sql, args, prepare=True).fetchall())
+        return list(_statement(conn, sql, args, ALL))
 
     def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
         pool = self.pool
         conn = pool.getconn()
         try:
-            done = libpq.run(conn, sql, args)
-            if done is not None:
-                res, st = done
-                if result == ROWCOUNT:
-                    return libpq.rowcount(res)
-                got = libpq.rows(conn, res, st)
-                return (got[0] if got else None) if result == ONE else got
-            cur = _cursor(conn).execute(sql, args, prepare=True)
-            if result == ROWCOUNT:
-                return cur.rowcount
-            return cur.fetchone() if result == ONE else cur.fetchall()
+            return _statement(conn, sql, args, result)
         finally:
             pool.putconn(conn)
 
