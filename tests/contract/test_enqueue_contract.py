@@ -122,6 +122,20 @@ def test_a_large_batch_stores_every_row_as_given_with_its_history(
     assert recorded == [(r.workflow_id, r.status) for r in rows]
 
 
+@pytest.mark.parametrize("size", [1, BIG])
+def test_a_missing_required_value_is_refused_not_replaced_by_a_default(
+        store: SystemStore, size: int) -> None:
+    """priority and recovery_attempts have column defaults; a row that gives
+    None for one of them is refused (with the whole batch), not stored with
+    the default."""
+    for column in ("priority", "recovery_attempts"):
+        rows = [queued(f"{column}-{i}", at=i) for i in range(size)]
+        rows[-1] = replace(rows[-1], **{column: None})
+        with pytest.raises(errors.StoreError, match=column):
+            store.enqueue(rows)
+        assert all(store.get_workflow(r.workflow_id) is None for r in rows)
+
+
 def test_claims_and_completions_record_history_and_leave_other_updates_alone(
         store: SystemStore, sql: Callable[..., list[tuple[Any, ...]]]) -> None:
     """A claim and a batch of completions record one history row per workflow

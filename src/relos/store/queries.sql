@@ -149,11 +149,6 @@ WHERE excluded.defined_by = 'runtime' OR queues.defined_by = 'code'
 -- name: get_queue
 SELECT {queue_columns} FROM {p}queues WHERE name = :name
 
--- name: insert_queued
-INSERT INTO {p}workflow_status ({workflow_columns})
-VALUES ({workflow_params})
-ON CONFLICT DO NOTHING
-
 -- name: get_deduplicated
 SELECT {workflow_columns} FROM {p}workflow_status
 WHERE queue_name = :queue_name AND deduplication_id = :deduplication_id
