@@ -63,9 +63,11 @@ def test_a_connection_closed_by_the_server_while_idle_is_replaced(store: Any) ->
     with store.raw_connection() as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (top,))
         admin.execute("SELECT pg_sleep(0.2)")  # (the termination reaches the socket)
-    # The next checkout would have been the terminated one: the store's next
-    # statement runs on another connection and succeeds.
+    # The next checkout would have been the terminated one: it is discarded
+    # (not put back, to fail its check again at every checkout) and the
+    # store's next statement runs on another connection and succeeds.
     assert store.get_workflow("nothing-here") is None
+    assert pool.get_stats().get("connections_lost") == 1
     c = pool.getconn()
     try:
         assert _backend_pid(c) != top
