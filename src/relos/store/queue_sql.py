@@ -130,7 +130,7 @@ def _sqlite_insert(prefix: str, rows: Sequence[WorkflowRow]) -> tuple[str, list[
 
     It names only the columns some row sets (and the NOT NULL ones): Python's
     sqlite3 binds every parameter at a cost, NULLs too (about 0.25 µs each:
-    with all 31 columns named, half of a bulk enqueue's time per row went to
+    with all 31 columns named, a third of a bulk enqueue's time per row went to
     binding). A :class:`RowBatch` gives its parameters from its parts,
     without making a row object per workflow."""
     if isinstance(rows, RowBatch):
