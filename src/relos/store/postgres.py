@@ -291,7 +291,8 @@ class PostgresStore(SQLStore):
     @staticmethod
     def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one statement on ``conn``; its rows."""
-        return list(_statement(conn, sql, args, ALL))
+        rows: list[tuple[Any, ...]] = _statement(conn, sql, args, ALL)
+        return rows
 
     def _execute(self, sql: str, args: Sequence[Any], result: int) -> Any:
         pool = self.pool

@@ -137,8 +137,7 @@ def _sqlite_insert(prefix: str, rows: Sequence[WorkflowRow]) -> tuple[str, list[
         shared = vars(rows.shared)
         cols = tuple(c for c in _ENQUEUE_ORDER if c in _NAMED_ALWAYS or shared[c] is not None)
         tail = tuple(shared[c] for c in cols[2:])
-        n = len(rows)
-        params = [(i, x, *tail) for i, x in zip(rows.ids, rows.inputs[:n], strict=True)]
+        params = [(i, x, *tail) for i, x in zip(rows.ids, rows.inputs[:], strict=True)]
     else:
         dicts = [vars(r) for r in rows]
         cols = tuple(c for c in _ENQUEUE_ORDER
