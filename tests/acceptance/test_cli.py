@@ -208,6 +208,20 @@ def test_list_table_json_and_filters(dbos: Any, db_url: str) -> None:
 # --- get and steps -------------------------------------------------------------------------
 
 
+def test_piped_tables_keep_each_row_on_one_line(dbos: Any, db_url: str) -> None:
+    """Written to a pipe with no COLUMNS set (``relos workflow list | grep``),
+    a table is not cut at 80 columns: a long ID stays whole on its row."""
+    wid = f"piped-{uuid.uuid4().hex}-{uuid.uuid4().hex}"
+    run(greet, wid, "pipe")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RELOS_SYSTEM_DATABASE_URL", "COLUMNS")}
+    out = subprocess.run([sys.executable, "-m", "relos.cli", "workflow", "list",
+                          "--database-url", db_url], capture_output=True, text=True,
+                         timeout=60, env=env, check=True).stdout
+    [line] = [ln for ln in out.splitlines() if wid in ln]
+    assert "cli_test.greet" in line and "SUCCESS" in line
+
+
 def test_get_and_steps(dbos: Any, db_url: str) -> None:
     tag = f"gs-{uuid.uuid4().hex}"
     assert run(two_steps, "gs-1", tag) == [1, 1]

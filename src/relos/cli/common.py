@@ -54,8 +54,16 @@ _json_serializer = get_serializer("json")
 
 
 def console() -> Console:
-    """The console for normal output (stdout)."""
+    """The console for normal output (stdout). Written to a pipe or a file
+    (``relos workflow list | grep ...``), a table is as wide as its widest
+    row, not cut at 80 columns: an ID or a name stays on one line."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return Console(highlight=False, width=PIPE_WIDTH)
     return Console(highlight=False)
+
+
+#: The line width tables may take when stdout is not a terminal.
+PIPE_WIDTH = 1000
 
 
 def error_console() -> Console:
