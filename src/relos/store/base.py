@@ -139,13 +139,12 @@ STEP_COLUMNS: tuple[str, ...] = tuple(StepRow.__dataclass_fields__)
 
 
 @functools.cache
-def record_type(row_class: type) -> str:
-    """The column definition list of ``json_to_recordset`` for a row dataclass
-    on PostgreSQL (its ``int`` fields are bigint, the rest text)."""
+def column_kinds(row_class: type) -> dict[str, str]:
+    """Each field of a row dataclass, in order, with the PostgreSQL type its
+    value is read as from JSON (``int`` fields bigint, the rest text)."""
     fields: dict[str, Any] = row_class.__dataclass_fields__  # type: ignore[attr-defined]
-    return ", ".join(
-        f"{name} {'bigint' if str(f.type).startswith('int') else 'text'}"
-        for name, f in fields.items())
+    return {name: "bigint" if str(f.type).startswith("int") else "text"
+            for name, f in fields.items()}
 
 
 @dataclass

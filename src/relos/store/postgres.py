@@ -40,7 +40,7 @@ from relos.store.base import (
     StepRow,
     WorkflowRow,
     check_isolation,
-    record_type,
+    column_kinds,
 )
 from relos.store.sql import ALL, ONE, ROWCOUNT, SQLStore
 
@@ -197,7 +197,7 @@ def _json_source(row_class: type) -> str:
     the row class's fields as columns (``int`` ones bigint, the rest text)."""
     columns = ", ".join(
         f"e->>{i} AS {name}" if kind == "text" else f"(e->>{i})::{kind} AS {name}"
-        for i, (name, kind) in enumerate(c.split(" ") for c in record_type(row_class).split(", ")))
+        for i, (name, kind) in enumerate(column_kinds(row_class).items()))
     return f"(SELECT {columns} FROM jsonb_array_elements(%s::jsonb) AS e) AS u"
 
 

@@ -32,7 +32,7 @@ from relos.store.base import (
     RowBatch,
     StepRow,
     WorkflowRow,
-    record_type,
+    column_kinds,
 )
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
 
 
 #: The PostgreSQL type of each workflow_status column, as json_to_recordset reads it.
-_KINDS = dict(c.split(" ") for c in record_type(WorkflowRow).split(", "))
+_KINDS = column_kinds(WorkflowRow)
 
 
 def _blocker(store: SQLStore, conn: Any, row: WorkflowRow) -> WorkflowRow:
