@@ -368,6 +368,26 @@ def test_large_claims_are_split_where_claims_run_at_once(db_url: str) -> None:
     assert split == db_url.startswith("postgresql")
 
 
+def test_claims_go_on_unsplit_once_the_interpreter_refuses_new_threads(db_url: str) -> None:
+    """A script that ends without DBOS.destroy() leaves the dequeuer running
+    while the interpreter exits, and an exiting interpreter's thread pools
+    refuse new work (RuntimeError). The dequeuer then claims in one piece
+    rather than fail each round ("dequeue failed" logged until exit). The
+    refusing pool is made here by shutting the claim helper down first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("claims are split only where they run at once (PostgreSQL)")
+    refusing = ThreadPoolExecutor(1)
+    refusing.shutdown()
+    with launched(db_url, listen=[basic_queue], max_workflow_threads=400):
+        runner = relos.dbos._rt().queue_runner
+        assert runner is not None
+        runner._helper = refusing
+        handles = basic_queue.enqueue_many(tq_add, [(i, 2) for i in range(600)])
+        assert results(handles) == [i + 2 for i in range(600)]
+
+
 def test_claimed_workflows_get_more_threads_when_the_running_ones_block(db_url: str) -> None:
     """Claimed workflows start on a few threads, each taking the next as it
     finishes one; when all of those block, more threads start within

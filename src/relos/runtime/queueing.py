@@ -521,7 +521,10 @@ class QueueRunner:
             return claim(room)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="relos-claims")
-        theirs = self._helper.submit(claim, room - room // 2)
+        try:
+            theirs = self._helper.submit(claim, room - room // 2)
+        except RuntimeError:  # the interpreter is exiting: it starts no more threads
+            return claim(room)
         rows: list[WorkflowRow] = []
         failed: Exception | None = None
         try:
