@@ -160,7 +160,10 @@ class DBOS:
         (they pick the change up within about a second)."""
         row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
                         partition_queue, defined_by="runtime")
-        queue = queues_mod.get(name) or Queue(name)
+        queue = queues_mod.get(name)
+        if queue is None:
+            queue = Queue(name)
+            queue.declared = None  # (the code may still declare it)
         queue.row = row
         if _runtime is not None and _runtime.launched:
             import time

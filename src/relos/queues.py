@@ -89,6 +89,19 @@ def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int
                     bool(priority_enabled), bool(partition_queue), defined_by)
 
 
+def _settings(row: QueueRow) -> str:
+    """A queue's settings as they would be written in ``Queue(...)``."""
+    parts = [f"{k}={v!r}" for k, v in (("concurrency", row.concurrency),
+                                       ("worker_concurrency", row.worker_concurrency))
+             if v is not None]
+    if row.rate_limit is not None and row.rate_period_ms is not None:
+        parts.append(f"limiter={{'limit': {row.rate_limit}, "
+                     f"'period': {row.rate_period_ms / 1000:g}}}")
+    parts += [f"{k}=True" for k, v in (("priority_enabled", row.priority_enabled),
+                                       ("partition_queue", row.partitioned)) if v]
+    return ", ".join(parts) or "no limits"
+
+
 class Queue:
     """A named queue of workflows; see the module documentation."""
 
@@ -98,7 +111,17 @@ class Queue:
         self.row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
                              partition_queue)
         self.name = name
+        #: The settings as declared in code (``row`` follows DBOS.register_queue;
+        #: None for a queue that only DBOS.register_queue made).
+        self.declared: QueueRow | None = self.row
         with _lock:
+            before = _queues[name].declared if name in _queues else None
+            if before is not None and before != self.declared:
+                raise errors.ConfigError(
+                    f"queue {name!r} is already defined with other settings "
+                    f"({_settings(before)}; now {_settings(self.row)}): "
+                    f"define each queue once, or change its limits at run time with "
+                    f"DBOS.register_queue({name!r}, ...)")
             _queues[name] = self
         from relos import dbos
 

@@ -126,6 +126,27 @@ def test_a_queue_needs_a_name(dbos: Any) -> None:
             Queue(name)  # type: ignore[arg-type]
 
 
+def test_a_queue_defined_twice_with_other_settings_is_refused(dbos: Any) -> None:
+    """Two definitions of one queue name with different limits (two modules,
+    say) would leave the limits to import order: the second is refused and
+    the first keeps its settings. The same
+    definition again (a module imported twice) is accepted; a queue that only
+    DBOS.register_queue made may still be declared in code."""
+    first = Queue("tq_twice", concurrency=2, limiter={"limit": 5, "period": 0.5})
+    assert Queue("tq_twice", concurrency=2, limiter={"limit": 5, "period": 0.5}).row == first.row
+    with pytest.raises(ConfigError, match=(
+            r"queue 'tq_twice' is already defined with other settings \(concurrency=2, "
+            r"limiter=\{'limit': 5, 'period': 0.5\}; now concurrency=3\): .*"
+            r"DBOS.register_queue\('tq_twice', ...\)")):
+        Queue("tq_twice", concurrency=3)
+    assert queues.get("tq_twice").concurrency == 2  # type: ignore[union-attr]
+    DBOS.register_queue("tq_runtime_only", concurrency=4)
+    declared = Queue("tq_runtime_only", worker_concurrency=1)
+    assert queues.get("tq_runtime_only") is declared
+    with pytest.raises(ConfigError, match="'tq_runtime_only' is already defined"):
+        Queue("tq_runtime_only")
+
+
 BAD_OPTIONS = [
     ({"delay_seconds": -1}, r"delay_seconds must be a number of seconds >= 0 .*, not -1"),
     ({"delay_seconds": 1e10}, r"delay_seconds must be a number of seconds >= 0 \(at most"),
