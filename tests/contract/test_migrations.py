@@ -30,6 +30,7 @@ from relos.store.base import (
     SCHEDULE_COLUMNS,
     STEP_COLUMNS,
     WORKFLOW_COLUMNS,
+    WORKFLOW_SQL_ONLY_COLUMNS,
     ApplicationVersion,
     ExecutorRow,
     QueueRow,
@@ -114,10 +115,12 @@ def test_migrated_schema_has_the_tables_and_columns_the_code_uses(backend, db_ur
     assert set(schema) == EXPECTED_TABLES
     for table, (cls, columns) in ROW_TABLES.items():
         found = schema[table]
-        assert set(found) == set(columns), table
+        sql_only = dict.fromkeys(WORKFLOW_SQL_ONLY_COLUMNS if table == "workflow_status" else (),
+                                 True)
+        assert set(found) == set(columns) | set(sql_only), table
         assert len(columns) == len(set(columns)), table
         # A field typed without None is a NOT NULL column, and the other way round.
-        assert found == nullable_fields(cls), table
+        assert found == {**nullable_fields(cls), **sql_only}, table
 
 
 def test_every_named_query_compiles_against_the_schema(backend, db_url, store):
@@ -202,10 +205,16 @@ def test_rate_ledger_migration_keeps_the_starts_of_the_current_period(backend, d
         now = int(time.time() * 1000)
         s.enqueue([WorkflowRow(f"w{i}", "ENQUEUED", "f", "e", now - 200_000 + i, 1,
                                queue_name="rl") for i in range(4)])
-        unlimited = QueueRow("rl")
-        # One start before the period, two in it, one workflow left waiting.
-        assert len(s.dequeue(unlimited, "o", "e", now - 120_000, 1, None, ["f"])) == 1
-        assert len(s.dequeue(unlimited, "o", "e", now - 1_000, 2, None, ["f"])) == 2
+        # One start before the period, two in it, one workflow left waiting:
+        # as the claims of version 10 left them (today's claim SQL needs the
+        # columns of later versions).
+        with closing(_raw(backend, db_url)) as conn:
+            mark = "%s" if backend == "postgres" else "?"
+            for wid, at in (("w0", now - 120_000), ("w1", now - 1_000), ("w2", now - 1_000)):
+                conn.execute(f"UPDATE {s.prefix}workflow_status SET status = 'PENDING', "
+                             f"owner = 'o', started_at = {mark} WHERE workflow_id = {mark}",
+                             (at, wid))
+            conn.commit()
         limited = QueueRow("rl", rate_limit=2, rate_period_ms=60_000)
         s.save_queue(limited)
         assert s.migrate()[0] == 11

@@ -437,6 +437,27 @@ def test_requeue_of_a_workflow_that_never_started_takes_its_attempt_back(
     assert store.get_workflow("w1").recovery_attempts == 1
 
 
+def test_requeue_of_a_workflow_that_never_started_takes_back_the_version_its_claim_gave(
+        store: SystemStore) -> None:
+    """A claim gives an unversioned workflow the claimer's version (once it
+    runs, only that version's code may replay it). Given back unstarted (its
+    executor stopping, say for a deploy), it is unversioned again, for the
+    latest version to take; a version given at enqueue, or one it ran under
+    before, stays."""
+    store.enqueue([queued("w1"), queued("w2", at=1, application_version="v1")])
+    assert dequeue(store, qrow(), owner="owner-a", version="v1") == ["w1", "w2"]
+    assert [store.get_workflow(w).application_version for w in ("w1", "w2")] == ["v1", "v1"]
+    for wid in ("w1", "w2"):
+        assert store.requeue(wid, "owner-a", T0 + 5, started=False)
+    assert [store.get_workflow(w).application_version for w in ("w1", "w2")] == [None, "v1"]
+    # The next version's executor takes the unversioned one only.
+    assert dequeue(store, qrow(), owner="owner-b", version="v2") == ["w1"]
+    assert store.requeue("w1", "owner-b", T0 + 6)  # as recovery does: it ran (under v2)
+    assert dequeue(store, qrow(), owner="owner-c", version="v2") == ["w1"]
+    assert store.requeue("w1", "owner-c", T0 + 7, started=False)
+    assert store.get_workflow("w1").application_version == "v2"
+
+
 def test_requeue_of_a_resumed_workflow(store: SystemStore) -> None:
     """resume_workflow leaves a queued workflow PENDING with no owner and no
     recovery attempts; requeued, it is dequeued as one that ran before (its

@@ -77,6 +77,10 @@ class WorkflowRow:
 
 #: Column order used by every query that reads or writes a whole WorkflowRow.
 WORKFLOW_COLUMNS: tuple[str, ...] = tuple(WorkflowRow.__dataclass_fields__)
+#: Columns of ``workflow_status`` beyond WORKFLOW_COLUMNS, nullable, read and
+#: written by the queue SQL alone: whether the claim gave the workflow its
+#: application version (to take it back if the workflow is given back unstarted).
+WORKFLOW_SQL_ONLY_COLUMNS: tuple[str, ...] = ("version_from_claim",)
 #: The columns of a row ``dequeue`` returns: what running the claimed workflow
 #: needs. A tiny task's claim is most of its client-side cost, and half the
 #: columns (outputs, errors, roles, links to other workflows) are always empty

@@ -424,6 +424,7 @@ def _claim_cursor(store: SQLStore, conn: Any, where: str, params: dict[str, Any]
         f"UPDATE {p}workflow_status SET status = 'PENDING', owner = {ph('owner')}, "
         f"executor_id = {ph('executor_id')}, started_at = {ph('now')}, "
         f"updated_at = {ph('now')}, recovery_attempts = recovery_attempts + 1, "
+        f"version_from_claim = application_version IS NULL, "
         f"application_version = COALESCE(application_version, {ph('version')}), "
         f"deadline_epoch_ms = CASE WHEN timeout_ms IS NULL THEN deadline_epoch_ms "
         f"ELSE {ph('now')} + timeout_ms END "
@@ -453,13 +454,19 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
     # its recovery attempts exceed 1 (a fresh one has none to load): so keep the
     # attempts at 1 or more here, as the next dequeue adds one. resume_workflow
     # resets them to 0 before a resumed queued workflow comes back this way.
-    # One given back before it started takes its claim's attempt back instead.
+    # One given back before it started takes its claim's attempt back instead,
+    # and the application version its claim gave it (migration 13): any
+    # executor of the latest version may take it, as before the claim.
     ph = store._ph
-    attempts = ("CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END" if started
-                else "CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 ELSE 0 END")
+    if started:
+        undo = "recovery_attempts = CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END"
+    else:
+        undo = ("recovery_attempts = CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 "
+                "ELSE 0 END, application_version = CASE WHEN version_from_claim "
+                "THEN NULL ELSE application_version END, version_from_claim = NULL")
     sql = (
         f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
-        f"updated_at = {ph('now')}, recovery_attempts = {attempts} "
+        f"updated_at = {ph('now')}, {undo} "
         f"WHERE workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
         f"AND queue_name IS NOT NULL "
         f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')"
