@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,67 @@ def test_an_executor_that_is_not_the_latest_leaves_unversioned_work(
     DBOS.set_latest_application_version("v1")  # roll back: this executor takes it now
     assert unversioned.get_result() == "this process"
     assert DBOS.list_workflows(workflow_ids=[unversioned.workflow_id])[0].app_version == "v1"
+
+
+held_gate = threading.Event()
+
+
+@DBOS.step()
+def vapp_tick() -> None:
+    time.sleep(0.01)
+
+
+@DBOS.workflow(name="vapp.held")
+def held(i: int) -> str:
+    """The first 200 return at once (their pace makes the executor claim
+    ahead of its free threads); the others hold their thread until the gate."""
+    while i >= 200 and not held_gate.is_set():
+        vapp_tick()
+    return "done"
+
+
+def test_workflows_claimed_but_not_started_go_back_without_the_stopping_versions_stamp(
+    relaunch: Any, db_url: str,
+) -> None:
+    """A deploy: the old version's executor, two threads busy, has claimed
+    more of the queue than it started when it is stopped. What it had not
+    started goes back unversioned and the new version runs it; what it ran
+    keeps the old version (only that code may replay it)."""
+    held_gate.clear()
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url, "application_version": "old",
+                 "max_workflow_threads": 2})
+    DBOS.listen_queues([version_queue])
+    DBOS.launch()
+    handles = version_queue.enqueue_many(held, [(i,) for i in range(400)])
+    runner = relos.dbos._runtime.queue_runner  # type: ignore[union-attr]
+    assert runner is not None
+    quick = [h.workflow_id for h in handles[:200]]
+    eventually(lambda: len(DBOS.list_workflows(workflow_ids=quick, status=SUCCESS)) == 200
+               and len(runner._ready) > 0)
+    time.sleep(0.3)  # (the thread that ran the last quick one has taken its next)
+    # Claimed (so stamped "old"), waiting for a thread that will not free up.
+    claimed_ahead = {row.workflow_id for rows in list(runner._ready._queues.values())
+                     for row in list(rows)}
+    DBOS.destroy()
+    store = open_store(db_url)
+    try:
+        rows = [store.get_workflow(h.workflow_id) for h in handles]
+    finally:
+        store.close()
+    given_back = [r.workflow_id for r in rows if r is not None and r.status == ENQUEUED]
+    ran = [r.workflow_id for r in rows if r is not None and r.status != ENQUEUED]
+    assert ran and claimed_ahead and claimed_ahead <= set(given_back)
+    assert {r.application_version for r in rows if r and r.workflow_id in given_back} == {None}
+    assert {r.application_version for r in rows if r and r.workflow_id in ran} == {"old"}
+
+    held_gate.set()
+    relaunch("new")
+    for wid in given_back:
+        assert DBOS.retrieve_workflow(wid).get_result(timeout_seconds=DEADLINE) == "done"
+    listed = DBOS.list_workflows(workflow_ids=given_back + ran)
+    assert {w.workflow_id: w.app_version for w in listed} == {
+        **dict.fromkeys(given_back, "new"), **dict.fromkeys(ran, "old")}
 
 
 class Workers:

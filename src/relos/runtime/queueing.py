@@ -304,6 +304,10 @@ class QueueRunner:
         self._feeders = 0
         self._taken = 0
         self._stopping = False
+        #: Set when the runtime stops (see run): from then on no thread takes
+        #: a claimed workflow, not even one freed by the stop's cancellations
+        #: before the runner gives the rest back.
+        self._stop_event = threading.Event()
         #: Workflows finished here, and the rate (per second) they finish at,
         #: re-measured every tenth of a second: the claim-ahead room is what
         #: this process finishes in CLAIM_AHEAD_SECONDS, so slow workflows are
@@ -367,6 +371,7 @@ class QueueRunner:
         self.rt.notifier.notify("queues", "*")
 
     def run(self, stop: threading.Event) -> None:
+        self._stop_event = stop
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True,
                                    name="relos-queue-feed")
         watcher.start()
@@ -580,7 +585,7 @@ class QueueRunner:
         A feeder that gets None stops feeding (counted out under the same lock,
         so that workflows readied after its look get another thread)."""
         with self._ready_lock:
-            if self._stopping or not self._ready \
+            if self._stopping or self._stop_event.is_set() or not self._ready \
                     or self.rt.free_workflow_slots() - self._starting <= 0:
                 if feeder:
                     self._feeders -= 1
