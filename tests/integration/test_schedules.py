@@ -310,6 +310,31 @@ def test_missed_ticks_skip_versus_backfill_after_downtime(dbos, caplog):
     assert any("'skipper'" in w for w in warnings), warnings
 
 
+def test_a_schedule_of_a_workflow_this_process_lacks_is_left_and_said_once(dbos, caplog):
+    """A stored schedule whose workflow this process does not define (another
+    service's, or code that lost it) is left to the executors that define it:
+    nothing starts here, and one INFO line says so, not one per pass."""
+    from relos.runtime.scheduler import Scheduler
+    from relos.store.base import ScheduleRow
+
+    caplog.set_level("INFO", logger="relos")
+    rt = relos.dbos._rt()
+    name = "elsewhere-" + uuid.uuid4().hex[:8]
+    rt.store.save_schedule(ScheduleRow(name, "not.defined.here", "* * * * * *",
+                                       int(time.time() * 1000) - 5000, defined_by="runtime"))
+    scheduler = Scheduler(rt)
+    for _ in range(3):
+        scheduler.run_once()
+    said = [r.getMessage() for r in caplog.records if name in r.getMessage()]
+    # (at most once more: from the runtime's own scheduler thread, should it pass meanwhile)
+    assert set(said) == {f"schedule {name!r} is left to executors that define its workflow "
+                         f"'not.defined.here' (this process does not)"}
+    assert len(said) <= 2
+    assert DBOS.list_workflows(name="not.defined.here") == []
+    [row] = rt.store.get_schedules([name])
+    assert row.last_tick_epoch_ms < time.time() * 1000 - 4000  # its ticks are not spent
+
+
 # --- three processes ---------------------------------------------------------------------
 
 

@@ -77,10 +77,11 @@ class Scheduler:
                     logger.warning("scheduler: %s", exc)
             stop.wait(max(0.0, min(wait, MAX_SLEEP_SECONDS)))
 
-    def _warn_once(self, name: str, message: str, *args: object) -> None:
+    def _warn_once(self, name: str, message: str, *args: object,
+                   level: int = logging.WARNING) -> None:
         if (name, message) not in self._warned:
             self._warned.add((name, message))
-            logger.warning(message, *args)
+            logger.log(level, message, *args)
 
     def run_once(self, stop: threading.Event | None = None) -> float:
         """One pass over every schedule; the seconds until the next tick."""
@@ -94,7 +95,11 @@ class Scheduler:
                 continue
             info = workflows.get(row.workflow_name)
             if info is None:
-                # Another executor (with this code) fires it.
+                # Another executor (with this code) fires it; said once, for
+                # the process whose code lost the workflow by mistake.
+                self._warn_once(row.name, "schedule %r is left to executors that define its "
+                                "workflow %r (this process does not)", row.name,
+                                row.workflow_name, level=logging.INFO)
                 continue
             try:
                 cron = schedules.parse_cron(row.cron)
