@@ -212,6 +212,29 @@ def test_listen_queues_does_not_outlive_destroy(db_url: str, no_listen_filter: N
         assert handle.get_result(timeout_seconds=3) == 4
 
 
+def test_listening_to_a_queue_nobody_defined_is_a_warning(
+        db_url: str, no_listen_filter: None, caplog: pytest.LogCaptureFixture) -> None:
+    """A name in DBOS.listen_queues that neither the code defines nor the
+    database has stored (a typo, most likely) is named in a warning at
+    launch; one another process stored (DBOS.register_queue) is not."""
+    from relos.store import open_store
+    from relos.store.base import QueueRow
+
+    typo, elsewhere = "tq_typo_" + uuid.uuid4().hex[:6], "tq_stored_" + uuid.uuid4().hex[:6]
+    store = open_store(db_url)
+    try:
+        store.migrate()
+        store.save_queue(QueueRow(elsewhere, concurrency=1, defined_by="runtime", updated_at=1))
+    finally:
+        store.close()
+    caplog.set_level("WARNING", logger="relos")
+    with launched(db_url, listen=[listen_a, typo, elsewhere]):
+        pass
+    warned = [r.getMessage() for r in caplog.records if "listening to queue" in r.getMessage()]
+    assert len(warned) == 1 and f"listening to queue {typo!r}, which no code here defines" \
+        in warned[0], warned
+
+
 # --- cancellation and timeouts ---------------------------------------------------------
 
 

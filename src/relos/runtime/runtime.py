@@ -206,6 +206,7 @@ class Runtime:
             self.store.register_application_version(self.app_version, now)
         for queue in queues.registered().values():
             self.store.save_queue(replace(queue.row, updated_at=now))
+        self._warn_of_unknown_listened_queues()
         if self.config.use_listen_notify:
             # A process that dequeues nothing would only wake up for every
             # enqueue of every process (its own included) to do nothing.
@@ -235,6 +236,22 @@ class Runtime:
         t = threading.Thread(target=target, name=name, daemon=True)
         t.start()
         self._threads.append(t)
+
+    def _warn_of_unknown_listened_queues(self) -> None:
+        """A queue named in DBOS.listen_queues that neither this code defines
+        nor the database knows (no process ever stored it) is most likely a
+        typo: this process would wait on it forever without a word. Said, not
+        refused: another service may yet create it with DBOS.register_queue."""
+        defined = queues.registered()
+        unknown = [n for n in self.listen_queues or () if n not in defined]
+        if unknown:
+            stored = {row.name for row in self.store.get_queues(unknown)}
+            for name in unknown:
+                if name not in stored:
+                    logger.warning(
+                        "listening to queue %r, which no code here defines and no process "
+                        "has stored: check its name (queues known: %s)", name,
+                        ", ".join(sorted(defined)) or "none")
 
     def destroy(self) -> None:
         """Stop this process's part: workflows still running here stay PENDING in
