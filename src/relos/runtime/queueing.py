@@ -303,9 +303,8 @@ class QueueRunner:
         #: from ``_ready`` so far (its change tells that they are not stuck).
         self._feeders = 0
         self._taken = 0
-        self._stopping = False
-        #: Set when the runtime stops (see run): from then on no thread takes
-        #: a claimed workflow, not even one freed by the stop's cancellations
+        #: The runtime's stop (given to run): once set, no thread takes a
+        #: claimed workflow, not even one freed by the stop's cancellations
         #: before the runner gives the rest back.
         self._stop_event = threading.Event()
         #: Workflows finished here, and the rate (per second) they finish at,
@@ -414,7 +413,6 @@ class QueueRunner:
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
         with self._ready_lock:
-            self._stopping = True  # (the workflow threads take no more)
             given_back, self._ready = self._ready.take_all(), _Ready()
         for _name, row in given_back:
             with contextlib.suppress(errors.RelosError):
@@ -585,7 +583,7 @@ class QueueRunner:
         A feeder that gets None stops feeding (counted out under the same lock,
         so that workflows readied after its look get another thread)."""
         with self._ready_lock:
-            if self._stopping or self._stop_event.is_set() or not self._ready \
+            if self._stop_event.is_set() or not self._ready \
                     or self.rt.free_workflow_slots() - self._starting <= 0:
                 if feeder:
                     self._feeders -= 1
@@ -602,7 +600,7 @@ class QueueRunner:
         MIN_FEEDERS of them, and ``more`` besides those feeding now (each up
         to the workflows waiting and the threads free)."""
         with self._ready_lock:
-            if self._stopping or not self._ready:
+            if self._stop_event.is_set() or not self._ready:
                 return
             # (a thread feeding between two workflows counts as free here: at
             # worst a thread too many starts, finds no room and stops)

@@ -65,7 +65,7 @@ class Scheduler:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self._warned: set[tuple[str, str]] = set()
+        self._said: set[tuple[str, str]] = set()
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -77,10 +77,10 @@ class Scheduler:
                     logger.warning("scheduler: %s", exc)
             stop.wait(max(0.0, min(wait, MAX_SLEEP_SECONDS)))
 
-    def _warn_once(self, name: str, message: str, *args: object,
+    def _say_once(self, name: str, message: str, *args: object,
                    level: int = logging.WARNING) -> None:
-        if (name, message) not in self._warned:
-            self._warned.add((name, message))
+        if (name, message) not in self._said:
+            self._said.add((name, message))
             logger.log(level, message, *args)
 
     def run_once(self, stop: threading.Event | None = None) -> float:
@@ -97,14 +97,14 @@ class Scheduler:
             if info is None:
                 # Another executor (with this code) fires it; said once, for
                 # the process whose code lost the workflow by mistake.
-                self._warn_once(row.name, "schedule %r is left to executors that define its "
+                self._say_once(row.name, "schedule %r is left to executors that define its "
                                 "workflow %r (this process does not)", row.name,
                                 row.workflow_name, level=logging.INFO)
                 continue
             try:
                 cron = schedules.parse_cron(row.cron)
             except errors.ConfigError as exc:
-                self._warn_once(row.name, "schedule %r is not run: %s", row.name, exc)
+                self._say_once(row.name, "schedule %r is not run: %s", row.name, exc)
                 continue
             now = _now()
             plan = schedules.plan(cron, row.missed_tick_policy, row.last_tick_epoch_ms, now)
