@@ -19,11 +19,18 @@ with psycopg: per transaction, claim ``--batch`` rows (UPDATE ... RETURNING
 with FOR UPDATE SKIP LOCKED) and mark them done (one UPDATE); no history, no
 indexes beyond the key and the status.
 
+Where the PostgreSQL server runs on this machine, the CPU time its processes
+spent is reported per task for both (``benchdb.ServerCPU``): less at the mercy
+of other work on the machine than the rates. ``--locale icu-en-US`` runs both
+on databases whose text collation is English (ICU), as production databases
+often have, instead of the server's default.
+
 Usage::
 
     python benchmarks/bench_tasks.py --tasks 1000000
     python benchmarks/bench_tasks.py --tasks 100000 --backend sqlite
     python benchmarks/bench_tasks.py --tasks 1000000 --workers 2
+    python benchmarks/bench_tasks.py --tasks 200000 --locale icu-en-US
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from relos import DBOS, Queue
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_queue import StatusCounter  # noqa: E402
-from benchdb import database  # noqa: E402
+from benchdb import LOCALES, ServerCPU, database  # noqa: E402
 
 tasks_queue = Queue("bench.tasks")
 _done = 0
@@ -96,7 +103,7 @@ def run_relos(url: str, tasks: int, batch: int, threads: int, workers: int = 0
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:
-        with Progress(*columns, transient=False) as bar:
+        with ServerCPU() as server, Progress(*columns, transient=False) as bar:
             enq = bar.add_task("enqueued", total=tasks)
             run = bar.add_task("done    ", total=tasks)
             t0 = time.perf_counter()
@@ -130,7 +137,7 @@ def run_relos(url: str, tasks: int, batch: int, threads: int, workers: int = 0
         count.close()
     return {"tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
             "enqueue_per_s": tasks / (enqueued_at - t0), "succeeded": succeeded,
-            "left_unfinished": left, "workers": workers}
+            "left_unfinished": left, "workers": workers, "server_cpu_s": server.seconds}
 
 
 def run_floor(url: str, tasks: int, batch: int) -> dict[str, Any]:
@@ -140,28 +147,30 @@ def run_floor(url: str, tasks: int, batch: int) -> dict[str, Any]:
         conn.execute("CREATE TABLE floor_tiny (id BIGINT PRIMARY KEY, status TEXT NOT NULL, "
                      "inputs TEXT, output TEXT, owner TEXT)")
         conn.execute("CREATE INDEX floor_tiny_status ON floor_tiny (status, id)")
-        t0 = time.perf_counter()
-        for start in range(0, tasks, batch):
-            ids = list(range(start, min(tasks, start + batch)))
-            conn.execute("INSERT INTO floor_tiny (id, status, inputs) "
-                         "SELECT i, 'ENQUEUED', '[1]' FROM unnest(%s::bigint[]) AS i", (ids,))
-        enqueued = time.perf_counter()
-        done = 0
-        while True:
-            with conn.transaction():
-                claimed = [r[0] for r in conn.execute(
-                    "UPDATE floor_tiny SET status = 'PENDING', owner = 'me' WHERE id IN "
-                    "(SELECT id FROM floor_tiny WHERE status = 'ENQUEUED' ORDER BY id "
-                    "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id", (batch,)).fetchall()]
-                if not claimed:
-                    break
-                conn.execute("UPDATE floor_tiny SET status = 'SUCCESS', output = '2' "
-                             "WHERE id = ANY(%s)", (claimed,))
-            done += len(claimed)
-        finished = time.perf_counter()
+        with ServerCPU() as server:
+            t0 = time.perf_counter()
+            for start in range(0, tasks, batch):
+                ids = list(range(start, min(tasks, start + batch)))
+                conn.execute("INSERT INTO floor_tiny (id, status, inputs) "
+                             "SELECT i, 'ENQUEUED', '[1]' FROM unnest(%s::bigint[]) AS i",
+                             (ids,))
+            enqueued = time.perf_counter()
+            done = 0
+            while True:
+                with conn.transaction():
+                    claimed = [r[0] for r in conn.execute(
+                        "UPDATE floor_tiny SET status = 'PENDING', owner = 'me' WHERE id IN "
+                        "(SELECT id FROM floor_tiny WHERE status = 'ENQUEUED' ORDER BY id "
+                        "LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id", (batch,)).fetchall()]
+                    if not claimed:
+                        break
+                    conn.execute("UPDATE floor_tiny SET status = 'SUCCESS', output = '2' "
+                                 "WHERE id = ANY(%s)", (claimed,))
+                done += len(claimed)
+            finished = time.perf_counter()
     return {"tasks": done, "seconds": finished - t0, "per_s": done / (finished - t0),
             "enqueue_per_s": tasks / (enqueued - t0),
-            "drain_per_s": done / (finished - enqueued)}
+            "drain_per_s": done / (finished - enqueued), "server_cpu_s": server.seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="executor processes running the tasks (0: this process runs them)")
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--no-floor", action="store_true")
+    parser.add_argument("--locale", choices=sorted(LOCALES), default="default",
+                        help="the PostgreSQL databases' locale (icu-en-US: text compared as "
+                             "in English, as production databases often do)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.serve:
@@ -182,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 0:
         parser.error("--workers must be 0 or more")
     out: dict[str, Any] = {"backend": args.backend}
-    with database(args.backend) as url:
+    with database(args.backend, locale=args.locale) as url:
         out["relos"] = run_relos(url, args.tasks, args.batch, args.threads, args.workers)
     if not args.no_floor and args.backend == "postgres":
-        with database(args.backend) as url:
+        with database(args.backend, locale=args.locale) as url:
             out["floor"] = run_floor(url, args.tasks, args.batch)
     if args.json:
         print(json.dumps(out, indent=2))
@@ -195,11 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"relos  {args.backend}{where}: {r['tasks']:,} tasks in {r['seconds']:.1f} s = "
           f"{r['per_s']:,.0f} tasks/s end to end (enqueue {r['enqueue_per_s']:,.0f}/s); "
           f"{r['succeeded']:,} SUCCESS, {r['left_unfinished']} left unfinished")
+    if args.backend == "postgres" and r["server_cpu_s"] is not None:
+        print(f"relos  server CPU: {r['server_cpu_s'] / r['tasks'] * 1e6:.1f} µs per task")
     if "floor" in out:
         f = out["floor"]
         print(f"floor  {args.backend}: {f['tasks']:,} rows in {f['seconds']:.1f} s = "
               f"{f['per_s']:,.0f} tasks/s end to end (insert {f['enqueue_per_s']:,.0f}/s, "
               f"claim-and-complete {f['drain_per_s']:,.0f}/s)")
+        if f["server_cpu_s"] is not None:
+            print(f"floor  server CPU: {f['server_cpu_s'] / f['tasks'] * 1e6:.1f} µs per task")
         print(f"relos/floor: {r['per_s'] / f['per_s']:.2f}")
     return 0
 

@@ -38,12 +38,13 @@ def require_postgres() -> None:
     pytest.skip(f"!!! SKIPPING POSTGRES TEST: {msg}; start it or set RELOS_TEST_POSTGRES_URL")
 
 
-def new_postgres_database() -> str:
+def new_postgres_database(options: str = "") -> str:
+    """A new, empty database; ``options`` go to CREATE DATABASE (a locale, say)."""
     import psycopg
 
     name = f"relos_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {options}')
     return name
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from dbhelpers import PG_BASE, drop_postgres_database, new_postgres_database
 from relos import errors
 from relos.store import open_store, parse_url
 from relos.store.base import (
@@ -184,24 +185,9 @@ def test_migrate_applies_every_file_once_then_is_a_no_op(backend, db_url):
 def test_rate_ledger_migration_keeps_the_starts_of_the_current_period(backend, db_url):
     """Version 11 counts a rate limit's starts in a ledger: a database upgraded
     mid-period still holds back the starts that period made before."""
-    from relos.store import migrations
-
     s = open_store(db_url)
     try:
-        with closing(_raw(backend, db_url)) as conn:  # the schema of version 10
-            if backend == "postgres":
-                conn.execute('CREATE SCHEMA IF NOT EXISTS "relos"')
-            conn.execute(f"CREATE TABLE {s.prefix}migrations (version INTEGER PRIMARY KEY, "
-                         f"name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
-            for mig in migrations.load(backend, s.prefix)[:10]:
-                if backend == "sqlite":
-                    conn.executescript(mig.sql)
-                else:
-                    conn.execute(mig.sql)
-                conn.execute(f"INSERT INTO {s.prefix}migrations VALUES ({mig.version}, "
-                             f"'{mig.name}', 1)")
-            if backend == "sqlite":
-                conn.commit()
+        _schema_at(backend, db_url, s.prefix, 10)
         now = int(time.time() * 1000)
         s.enqueue([WorkflowRow(f"w{i}", "ENQUEUED", "f", "e", now - 200_000 + i, 1,
                                queue_name="rl") for i in range(4)])
@@ -223,6 +209,80 @@ def test_rate_ledger_migration_keeps_the_starts_of_the_current_period(backend, d
                                                  ["f"])] == ["w3"]
     finally:
         s.close()
+
+
+def _schema_at(backend: str, db_url: str, prefix: str, version: int) -> None:
+    """Migrate a new database to ``version`` only, as a relos of that version did."""
+    from relos.store import migrations
+
+    with closing(_raw(backend, db_url)) as conn:
+        if backend == "postgres":
+            conn.execute('CREATE SCHEMA IF NOT EXISTS "relos"')
+        conn.execute(f"CREATE TABLE {prefix}migrations (version INTEGER PRIMARY KEY, "
+                     f"name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        for mig in migrations.load(backend, prefix)[:version]:
+            if backend == "sqlite":
+                conn.executescript(mig.sql)
+            else:
+                conn.execute(mig.sql)
+            conn.execute(f"INSERT INTO {prefix}migrations VALUES ({mig.version}, "
+                         f"'{mig.name}', 1)")
+        if backend == "sqlite":
+            conn.commit()
+
+
+#: Workflow IDs whose order by bytes (B, _c, a) is not their order in a
+#: language (en-US: _c, a, B).
+TIED_IDS = ["a", "B", "_c"]
+
+
+def test_identifiers_order_by_bytes_whatever_the_database_collation(backend, db_url):
+    """Version 14: on PostgreSQL the identifier columns compare bytes, as
+    SQLite's do, so workflows tied in priority and creation time are claimed
+    in the same order on both backends (and in the order the claimer sorts
+    them), even in a database whose collation is a language's. A database of
+    version 13 holding workflows and messages upgrades in place."""
+    icu_db = None
+    if backend == "postgres":
+        import psycopg
+
+        with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu'"
+                            ).fetchone() is None:
+                pytest.skip("this PostgreSQL server has no ICU collations")
+        icu_db = new_postgres_database(
+            "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+        db_url = f"{PG_BASE}/{icu_db}"
+    s = open_store(db_url)
+    try:
+        _schema_at(backend, db_url, s.prefix, 13)
+        s.enqueue([WorkflowRow(wid, "ENQUEUED", "f", "e", 1_000, 1_000, queue_name="ties")
+                   for wid in TIED_IDS])
+        s.send("a", "topic", '"hello"', "m-1", None, 2_000, None)
+        if backend == "postgres":
+            with closing(_raw(backend, db_url)) as conn:  # a language's order, before
+                ordered = [r[0] for r in conn.execute(
+                    f"SELECT workflow_id FROM {s.prefix}workflow_status "
+                    f"ORDER BY workflow_id").fetchall()]
+            assert ordered == ["_c", "a", "B"]
+        assert s.migrate() == [14]
+        queue = QueueRow("ties")
+        claimed = [[r.workflow_id for r in s.dequeue(queue, "o", "e", 5_000, 1, None, ["f"])]
+                   for _ in TIED_IDS]
+        assert claimed == [["B"], ["_c"], ["a"]] == [[w] for w in sorted(TIED_IDS)]
+        # The messages and their tie to the workflow came through the upgrade.
+        step = StepRow("a", 1, "DBOS.recv", "recv", None, None, 3_000, 3_000)
+        assert s.recv("a", "topic", step, 3_000) == '"hello"'
+        with closing(_raw(backend, db_url)) as conn, pytest.raises(Exception,
+                                                                   match="(?i)foreign key"):
+            if backend == "sqlite":
+                conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"INSERT INTO {s.prefix}notifications (message_id, destination_id, "
+                         f"topic, message, created_at) VALUES ('m', 'nobody', 't', 'x', 1)")
+    finally:
+        s.close()
+        if icu_db is not None:
+            drop_postgres_database(icu_db)
 
 
 def _raw(backend: str, db_url: str) -> Any:
