@@ -34,6 +34,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from relos import identifiers
 from relos.errors import ConfigError
 
 
@@ -125,6 +126,11 @@ def load_config(given: dict[str, Any] | None) -> Config:
     for key in ("name", "executor_id"):
         if not isinstance(getattr(cfg, key), str) or not getattr(cfg, key):
             raise ConfigError(f"configuration {key} must be a non-empty string")
+        identifiers.check(getattr(cfg, key), f"configuration {key}")
+    if cfg.application_version is not None:
+        if not isinstance(cfg.application_version, str) or not cfg.application_version:
+            raise ConfigError("configuration application_version must be a non-empty string")
+        identifiers.check(cfg.application_version, "configuration application_version")
     if logging.getLevelName(str(cfg.log_level).upper()) not in range(0, 60):
         raise ConfigError(
             f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {cfg.log_level!r}"

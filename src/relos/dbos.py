@@ -455,13 +455,26 @@ class DBOS:
     @staticmethod
     def list_workflows(**filters: Any) -> list[WorkflowStatus]:
         """Workflows by ``workflow_ids``, ``status``, ``name``, ``start_time``,
-        ``end_time``, ``executor_id``, ``app_version``, ``limit``, ``offset``,
-        ``sort_desc``, ``load_input``, ``load_output``."""
+        ``end_time``, ``executor_id``, ``app_version``, ``queue_name``, ``limit``,
+        ``offset``, ``sort_desc``, ``load_input``, ``load_output``."""
         return management.list_workflows(_rt(), **filters)
 
     @staticmethod
     async def list_workflows_async(**filters: Any) -> list[WorkflowStatus]:
         return await _rt().run_blocking(functools.partial(DBOS.list_workflows, **filters))
+
+    @staticmethod
+    def list_queued_workflows(**filters: Any) -> list[WorkflowStatus]:
+        """The workflows of queues that have not finished (ENQUEUED, DELAYED or
+        PENDING), oldest first; filters ``queue_name``, ``status``, ``name``,
+        ``start_time``, ``end_time``, ``limit``, ``offset``, ``sort_desc``,
+        ``load_input``."""
+        return management.list_queued_workflows(_rt(), **filters)
+
+    @staticmethod
+    async def list_queued_workflows_async(**filters: Any) -> list[WorkflowStatus]:
+        return await _rt().run_blocking(
+            functools.partial(DBOS.list_queued_workflows, **filters))
 
     @staticmethod
     def list_workflow_steps(workflow_id: str) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from relos import errors
+from relos import errors, identifiers
 from relos.store.base import QueueRow
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int
     """Validate queue settings; the row to store. Raises ConfigError."""
     if not isinstance(name, str) or not name.strip():
         raise errors.ConfigError("a queue needs a non-empty string name")
+    identifiers.check(name, "the queue name")
     concurrency = _positive_int(concurrency, "concurrency", name)
     worker_concurrency = _positive_int(worker_concurrency, "worker_concurrency", name)
     if concurrency is not None and worker_concurrency is not None \
@@ -261,6 +262,8 @@ class SetEnqueueOptions:
         if deduplication_id is not None and (
                 not isinstance(deduplication_id, str) or not deduplication_id):
             raise errors.ConfigError("deduplication_id must be a non-empty string")
+        if deduplication_id is not None:
+            identifiers.check(deduplication_id, "the deduplication_id")
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
                                      or not 0 <= priority <= 2**31 - 1):
             raise errors.ConfigError(
@@ -271,8 +274,16 @@ class SetEnqueueOptions:
             raise errors.ConfigError(
                 f"delay_seconds must be a number of seconds >= 0 (at most {_MAX_SECONDS:.0e}), "
                 f"not {delay_seconds!r}")
-        if queue_partition_key is not None and not isinstance(queue_partition_key, str):
-            raise errors.ConfigError("queue_partition_key must be a string")
+        if queue_partition_key is not None:
+            if not isinstance(queue_partition_key, str):
+                raise errors.ConfigError("queue_partition_key must be a string")
+            identifiers.check(queue_partition_key, "the queue_partition_key")
+        if app_version is not None:
+            if not isinstance(app_version, str) or not app_version:
+                raise errors.ConfigError(
+                    f"app_version must be a non-empty string (an application version, "
+                    f"as `relos versions list` shows them), not {app_version!r}")
+            identifiers.check(app_version, "the app_version")
         self.options = EnqueueOptions(deduplication_id, priority, delay_seconds,
                                       queue_partition_key, app_version, return_existing)
         self._token: contextvars.Token[EnqueueOptions | None] | None = None

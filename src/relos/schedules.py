@@ -34,7 +34,7 @@ from typing import Any
 
 from croniter import croniter
 
-from relos import errors
+from relos import errors, identifiers
 from relos.store.base import ScheduleRow
 
 #: The policies for ticks missed while no executor ran the schedule.
@@ -128,7 +128,7 @@ def check_policy(policy: str) -> str:
 def check_schedule_name(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise errors.ConfigError("a schedule needs a non-empty string name")
-    return name
+    return identifiers.check(name, "the schedule name")
 
 
 def check_signature(func: Callable[..., Any], what: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dbhelpers import eventually
-from relos import DBOS, SetWorkflowID
+from relos import DBOS, Queue, SetWorkflowID
 from relos.errors import AwaitedWorkflowCancelledError
 from relos.store import migrations
 
@@ -146,6 +146,20 @@ def test_migrate_applies_then_reports_up_to_date(db_url: str, backend: str) -> N
 
 
 # --- list ----------------------------------------------------------------------------------
+
+
+cli_queue = Queue("cli_q")
+
+
+def test_list_by_queue(dbos: Any, db_url: str) -> None:
+    with SetWorkflowID("q-ada"):
+        assert cli_queue.enqueue(greet, "ada").get_result() == "hello ada"
+    assert run(greet, "g-bob", "bob") == "hello bob"
+    url = ("--database-url", db_url)
+    rows = ok_json("workflow", "list", *url, "--queue", "cli_q")
+    assert [(r["workflow_id"], r["queue_name"]) for r in rows] == [("q-ada", "cli_q")]
+    assert ok_json("workflow", "list", *url, "--queue", "no such queue") == []
+    assert "q-ada" in ok("workflow", "list", *url, "--queue", "cli_q")
 
 
 def test_list_table_json_and_filters(dbos: Any, db_url: str) -> None:

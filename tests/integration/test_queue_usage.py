@@ -264,6 +264,45 @@ def test_cancel_enqueued_and_delayed_workflows(dbos: Any) -> None:
             h.get_result(timeout_seconds=DEADLINE)
 
 
+def test_list_queued_workflows(dbos: Any) -> None:
+    """The unfinished workflows of queues, by queue and status; a finished one
+    leaves that list and stays in list_workflows(queue_name=...)."""
+    tag, gate = new_tag(), new_gate()
+    blocker = cancel_queue.enqueue(tq_gated, tag, "blocker", gate)
+    wait_until(lambda: running(tag) == 1, "the blocker to run")
+    waiting = cancel_queue.enqueue(tq_timed, tag, "waiting")
+    with SetEnqueueOptions(delay_seconds=60):
+        delayed = basic_queue.enqueue(tq_timed, tag, "delayed")
+    done = basic_queue.enqueue(tq_add, 1, 2)
+    assert done.get_result(timeout_seconds=DEADLINE) == 3
+    DBOS.start_workflow(tq_add, 5).get_result(timeout_seconds=DEADLINE)  # (no queue)
+
+    def ids(statuses: list[Any]) -> list[str]:
+        return [s.workflow_id for s in statuses]
+
+    assert ids(DBOS.list_queued_workflows()) == [
+        blocker.workflow_id, waiting.workflow_id, delayed.workflow_id]
+    assert ids(DBOS.list_queued_workflows(queue_name="tq_cancel", sort_desc=True)) == [
+        waiting.workflow_id, blocker.workflow_id]
+    assert ids(DBOS.list_queued_workflows(status=DELAYED)) == [delayed.workflow_id]
+    assert ids(DBOS.list_queued_workflows(status=[ENQUEUED, "PENDING"], limit=1)) == [
+        blocker.workflow_id]
+    listed = DBOS.list_queued_workflows(queue_name="tq_cancel", load_input=False)
+    assert [(s.queue_name, s.input) for s in listed] == [("tq_cancel", None)] * 2
+    assert ids(DBOS.list_workflows(queue_name="tq_basic")) == [
+        delayed.workflow_id, done.workflow_id]
+    assert DBOS.list_queued_workflows(queue_name="no such queue") == []
+    with pytest.raises(ConfigError, match="unknown workflow status 'QUEUED'"):
+        DBOS.list_queued_workflows(status="QUEUED")
+    gates[gate].set()
+    DBOS.cancel_workflow(delayed.workflow_id)
+    for h in (blocker, waiting):
+        h.get_result(timeout_seconds=DEADLINE)
+    assert DBOS.list_queued_workflows() == []
+    assert ids(DBOS.list_workflows(queue_name="tq_cancel")) == [
+        blocker.workflow_id, waiting.workflow_id]
+
+
 def test_resume_of_a_cancelled_queued_workflow_replays_its_steps(dbos: Any) -> None:
     tag = new_tag()
     handle = basic_queue.enqueue(tq_sleepy, tag, 1.5)

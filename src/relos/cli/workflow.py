@@ -50,6 +50,8 @@ def workflow() -> None:
               help=f"Only workflows with this status: {', '.join(sorted(ALL_STATUSES))} "
                    f"(repeatable).")
 @click.option("--name", default=None, help="Only workflows of this function name.")
+@click.option("--queue", "queue_name", default=None, metavar="QUEUE",
+              help="Only workflows enqueued on this queue.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="At most this many workflows (0: no limit).")
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
@@ -63,12 +65,13 @@ def workflow() -> None:
               help="Only workflows created at or before this ISO 8601 time.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (every field of each row).")
 def list_workflows(database_url: str | None, statuses: tuple[str, ...], name: str | None,
-                   limit: int, offset: int, sort: str, since: str | None, until: str | None,
-                   as_json: bool) -> None:
+                   queue_name: str | None, limit: int, offset: int, sort: str,
+                   since: str | None, until: str | None, as_json: bool) -> None:
     """List workflows, newest first."""
     flt = ListFilter(
         status=sorted({s.upper() for s in statuses}) or None,
         name=name,
+        queue_name=queue_name,
         start_time=None if since is None else common.parse_time(since, "--since"),
         end_time=None if until is None else common.parse_time(until, "--until"),
         limit=limit or None,

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from relos import errors, serialization
+from relos import errors, identifiers, serialization
 from relos.runtime import context, suspension
 from relos.runtime.context import WorkflowContext
 from relos.store.base import TERMINAL_STATUSES, StepRow
@@ -124,7 +124,7 @@ def _topic(topic: str | None) -> str:
         return DEFAULT_TOPIC
     if not isinstance(topic, str):
         raise errors.ConfigError(f"a topic must be a string, not {type(topic).__name__}")
-    return topic
+    return identifiers.check(topic, "the topic")
 
 
 def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
@@ -190,6 +190,7 @@ def set_event(rt: Runtime, key: str, value: Any) -> None:
         raise errors.RelosError("DBOS.set_event must be called from a workflow or its steps")
     if not isinstance(key, str):
         raise errors.ConfigError(f"an event key must be a string, not {type(key).__name__}")
+    identifiers.check(key, "the event key")
     text = serialization.serialize_value(rt.serializer, value, f"the value of event {key!r}")
     now = _now()
     if context.in_step():
@@ -246,6 +247,9 @@ def write_stream(rt: Runtime, key: str, value: Any, closed: bool = False) -> Non
     what = "close_stream" if closed else "write_stream"
     if ctx is None:
         raise errors.RelosError(f"DBOS.{what} must be called from a workflow or its steps")
+    if not isinstance(key, str):
+        raise errors.ConfigError(f"a stream key must be a string, not {type(key).__name__}")
+    identifiers.check(key, "the stream key")
     text = None if closed else serialization.serialize_value(
         rt.serializer, value, f"the value written to stream {key!r}")
     now = _now()

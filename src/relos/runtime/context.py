@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from relos import errors
+from relos import errors, identifiers
 
 if TYPE_CHECKING:
     from relos.store.base import StepRow
@@ -152,7 +152,7 @@ class SetWorkflowID:
     def __init__(self, workflow_id: str) -> None:
         if not isinstance(workflow_id, str) or not workflow_id:
             raise errors.ConfigError("SetWorkflowID needs a non-empty string ID")
-        self.workflow_id = workflow_id
+        self.workflow_id = identifiers.check(workflow_id, "the workflow ID")
         self._token: contextvars.Token[str | None] | None = None
 
     def __enter__(self) -> SetWorkflowID:

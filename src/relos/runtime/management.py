@@ -120,6 +120,7 @@ def list_workflows(
     name: str | None = None, start_time: Any = None, end_time: Any = None,
     limit: int | None = None, offset: int | None = None, sort_desc: bool = False,
     executor_id: str | None = None, app_version: str | None = None,
+    queue_name: str | None = None, queued: bool = False,
     load_input: bool = True, load_output: bool = True,
 ) -> list[WorkflowStatus]:
     statuses = [status] if isinstance(status, str) else status
@@ -134,11 +135,30 @@ def list_workflows(
     flt = ListFilter(
         workflow_ids=workflow_ids, status=statuses, name=name,
         start_time=_epoch_ms(start_time, "start_time"), end_time=_epoch_ms(end_time, "end_time"),
-        executor_id=executor_id, application_version=app_version, limit=limit, offset=offset,
+        executor_id=executor_id, application_version=app_version, queue_name=queue_name,
+        queued=queued, limit=limit, offset=offset,
         sort_desc=sort_desc, load_values=load_input or load_output,
     )
     return [status_from_row(rt, row, load_input or load_output)
             for row in rt.store.list_workflows(flt)]
+
+
+#: What ``list_queued_workflows`` lists unless told: the workflows of queues
+#: that have not finished.
+QUEUED_STATUSES = [ENQUEUED, DELAYED, PENDING]
+
+
+def list_queued_workflows(
+    rt: Runtime, *, queue_name: str | None = None, status: str | list[str] | None = None,
+    name: str | None = None, start_time: Any = None, end_time: Any = None,
+    limit: int | None = None, offset: int | None = None, sort_desc: bool = False,
+    load_input: bool = True,
+) -> list[WorkflowStatus]:
+    return list_workflows(
+        rt, status=QUEUED_STATUSES if status is None else status, name=name,
+        start_time=start_time, end_time=end_time, limit=limit, offset=offset,
+        sort_desc=sort_desc, queue_name=queue_name, queued=True, load_input=load_input,
+        load_output=False)
 
 
 def list_steps(rt: Runtime, workflow_id: str) -> list[dict[str, Any]]:

@@ -263,6 +263,9 @@ class ListFilter:
     executor_id: str | None = None
     application_version: str | None = None
     parent_workflow_id: str | None = None
+    #: a queue's name; or, with ``queued``, any queue (workflows enqueued at some point)
+    queue_name: str | None = None
+    queued: bool = False
     limit: int | None = None
     offset: int | None = None
     sort_desc: bool = False

@@ -329,6 +329,11 @@ class PostgresStore(SQLStore):
             return errors.StoreError(f"the database refused the write: {exc}")
         if isinstance(exc, psycopg.DataError):  # e.g. a NUL character in a text
             return errors.StoreError(f"PostgreSQL refused a value of the write: {exc}")
+        if isinstance(exc, psycopg.errors.ProgramLimitExceeded):  # (an OperationalError)
+            # A value too large for the server (an index entry, a notification):
+            # the connection is fine, the write is refused.
+            return errors.StoreError(f"PostgreSQL refused the write, a value is too large: "
+                                     f"{exc}")
         if isinstance(exc, psycopg.OperationalError):
             return errors.DatabaseUnreachableError(
                 f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}"

@@ -303,10 +303,13 @@ class SQLStore(base.SystemStore):
             where.append(f"status IN ({self._in_list('s', flt.status, params)})")
         for col, val in (("name", flt.name), ("executor_id", flt.executor_id),
                          ("application_version", flt.application_version),
-                         ("parent_workflow_id", flt.parent_workflow_id)):
+                         ("parent_workflow_id", flt.parent_workflow_id),
+                         ("queue_name", flt.queue_name)):
             if val is not None:
                 params[col] = val
                 where.append(f"{col} = {self._ph(col)}")
+        if flt.queued and flt.queue_name is None:
+            where.append("queue_name IS NOT NULL")
         if flt.start_time is not None:
             params["start_time"] = flt.start_time
             where.append(f"created_at >= {self._ph('start_time')}")
