@@ -428,15 +428,16 @@ def test_listen_notify_wakes_an_idle_dequeuer_at_once(
         db_url: str, backend: str, tmp_path: Path) -> None:
     if backend != "postgres":
         pytest.skip("SQLite cannot announce another process's enqueue")
-    # A 5 s poll: only a notification can make the dequeuer react in < 0.5 s.
-    with launched(db_url, poll_interval_seconds=5.0, use_listen_notify=True):
+    # A 10 s poll: only a notification can make the dequeuer react in < 2 s
+    # (a notified start takes tens of milliseconds; the margin is for a busy host).
+    with launched(db_url, poll_interval_seconds=10.0, use_listen_notify=True):
         ids = enqueue_from_another_process(db_url, tmp_path, 3)
         latencies = []
         for wid in ids:
             enqueued_at, step_at = DBOS.retrieve_workflow(wid).get_result(
                 timeout_seconds=DEADLINE)
             latencies.append(step_at - enqueued_at)
-    assert max(latencies) < 0.5, f"enqueue-to-start latencies: {latencies}"
+    assert max(latencies) < 2.0, f"enqueue-to-start latencies: {latencies}"
 
 
 @pytest.mark.slow
