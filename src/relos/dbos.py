@@ -153,24 +153,57 @@ class DBOS:
 
     @staticmethod
     def register_queue(name: str, concurrency: int | None = None,
-                       worker_concurrency: int | None = None,
-                       limiter: dict[str, Any] | None = None, *, priority_enabled: bool = False,
-                       partition_queue: bool = False) -> Queue:
+                       limiter: dict[str, Any] | None = None, *,
+                       worker_concurrency: int | None = None, priority_enabled: bool = False,
+                       partition_queue: bool = False, polling_interval_sec: float | None = None
+                       ) -> Queue:
         """Create or change a queue's limits in the database, for every executor
-        (they pick the change up within about a second)."""
+        (they pick the change up within about a second). ``polling_interval_sec``
+        applies to this process (see ``Queue``)."""
         row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
                         partition_queue, defined_by="runtime")
+        interval = queues_mod.check_polling_interval(name, polling_interval_sec)
         queue = queues_mod.get(name)
         if queue is None:
             queue = Queue(name)
             queue.declared = None  # (the code may still declare it)
         queue.row = row
+        if interval is not None:
+            queue.polling_interval_sec = interval
         if _runtime is not None and _runtime.launched:
             import time
 
             queue.row = _runtime.store.save_queue(replace(row, updated_at=int(time.time() * 1000)))
             _runtime.notifier.notify("queues", name)
         return queue
+
+    @staticmethod
+    def retrieve_queue(name: str) -> Queue:
+        """The queue of that name: defined in this process's code, or stored in
+        the database (by DBOS.register_queue anywhere); else QueueNotFoundError.
+        A stored queue retrieved here can be enqueued on; this process does not
+        run its workflows unless it defines or registers the queue."""
+        queue = queues_mod.get(name)
+        if queue is not None:
+            return queue
+        if not isinstance(name, str):
+            raise errors.ConfigError(f"a queue name is a string, not {type(name).__name__}")
+        found = _rt().store.get_queues([name])
+        if not found:
+            raise errors.QueueNotFoundError(name)
+        return Queue.stored(found[0])
+
+    @staticmethod
+    def enqueue_workflow(queue_name: str, func: Callable[..., Any], *args: Any,
+                         **kwargs: Any) -> WorkflowHandle[Any]:
+        """``DBOS.retrieve_queue(queue_name).enqueue(func, *args, **kwargs)``."""
+        return DBOS.retrieve_queue(queue_name).enqueue(func, *args, **kwargs)
+
+    @staticmethod
+    async def enqueue_workflow_async(queue_name: str, func: Callable[..., Any], *args: Any,
+                                     **kwargs: Any) -> WorkflowHandleAsync[Any]:
+        queue = await _rt().run_blocking(DBOS.retrieve_queue, queue_name)
+        return await queue.enqueue_async(func, *args, **kwargs)
 
     @classmethod
     def recover_pending_workflows(cls) -> list[WorkflowHandle[Any]]:

@@ -204,6 +204,18 @@ class QueueDeduplicatedError(RelosError):
 # --- schedules ----------------------------------------------------------------------------
 
 
+class QueueNotFoundError(RelosError, LookupError):
+    """A queue name was given that neither this process's code nor the database knows."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"no queue named {name!r}: define it with Queue({name!r}) or "
+            f"DBOS.register_queue({name!r}) (`relos queue list` shows the stored ones)"
+        )
+        self.name = name
+        self.__relos_init_args__: tuple[object, ...] = (name,)
+
+
 class ScheduleNotFoundError(RelosError, LookupError):
     """A schedule name was given that the database does not know."""
 

@@ -90,7 +90,7 @@ def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int
                     bool(priority_enabled), bool(partition_queue), defined_by)
 
 
-def _settings(row: QueueRow) -> str:
+def _settings(row: QueueRow, polling_interval_sec: float | None = None) -> str:
     """A queue's settings as they would be written in ``Queue(...)``."""
     parts = [f"{k}={v!r}" for k, v in (("concurrency", row.concurrency),
                                        ("worker_concurrency", row.worker_concurrency))
@@ -100,27 +100,48 @@ def _settings(row: QueueRow) -> str:
                      f"'period': {row.rate_period_ms / 1000:g}}}")
     parts += [f"{k}=True" for k, v in (("priority_enabled", row.priority_enabled),
                                        ("partition_queue", row.partitioned)) if v]
+    if polling_interval_sec is not None:
+        parts.append(f"polling_interval_sec={polling_interval_sec:g}")
     return ", ".join(parts) or "no limits"
+
+
+def check_polling_interval(name: str, seconds: Any) -> float | None:
+    if seconds is None:
+        return None
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) \
+            or not math.isfinite(seconds) or not 0.001 <= seconds <= 3600:
+        raise errors.ConfigError(
+            f"queue {name!r}: polling_interval_sec must be a number of seconds from 0.001 "
+            f"to 3600 (or None for the executor's poll_interval_seconds), not {seconds!r}")
+    return float(seconds)
 
 
 class Queue:
     """A named queue of workflows; see the module documentation."""
 
     def __init__(self, name: str, concurrency: int | None = None,
-                 worker_concurrency: int | None = None, limiter: dict[str, Any] | None = None,
-                 *, priority_enabled: bool = False, partition_queue: bool = False) -> None:
+                 limiter: dict[str, Any] | None = None, *,
+                 worker_concurrency: int | None = None, priority_enabled: bool = False,
+                 partition_queue: bool = False, polling_interval_sec: float | None = None
+                 ) -> None:
         self.row = queue_row(name, concurrency, worker_concurrency, limiter, priority_enabled,
                              partition_queue)
         self.name = name
+        #: How often at most an idle executor listening to this queue looks for
+        #: its work unprompted (None: the executor's poll_interval_seconds).
+        self.polling_interval_sec = check_polling_interval(name, polling_interval_sec)
         #: The settings as declared in code (``row`` follows DBOS.register_queue;
         #: None for a queue that only DBOS.register_queue made).
         self.declared: QueueRow | None = self.row
         with _lock:
-            before = _queues[name].declared if name in _queues else None
-            if before is not None and before != self.declared:
+            before = _queues.get(name)
+            if before is not None and before.declared is not None and (
+                    before.declared != self.declared
+                    or before.polling_interval_sec != self.polling_interval_sec):
                 raise errors.ConfigError(
                     f"queue {name!r} is already defined with other settings "
-                    f"({_settings(before)}; now {_settings(self.row)}): "
+                    f"({_settings(before.declared, before.polling_interval_sec)}; now "
+                    f"{_settings(self.row, self.polling_interval_sec)}): "
                     f"define each queue once, or change its limits at run time with "
                     f"DBOS.register_queue({name!r}, ...)")
             _queues[name] = self
@@ -131,6 +152,15 @@ class Queue:
             # Defined after the launch: the dequeuer listens to it from now on
             # (and stores its row; see QueueRunner.settings).
             rt.notifier.notify("queues", "*")
+
+    @classmethod
+    def stored(cls, row: QueueRow) -> Queue:
+        """A handle on a queue only the database knows (DBOS.register_queue in
+        another process): it enqueues, but this process does not listen to it."""
+        queue = cls.__new__(cls)
+        queue.row, queue.name, queue.declared = row, row.name, None
+        queue.polling_interval_sec = None
+        return queue
 
     # The limits as currently known here (the database's copy wins at run time).
     @property

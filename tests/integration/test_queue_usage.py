@@ -60,11 +60,14 @@ from relos import (
     SUCCESS,
     AwaitedWorkflowCancelledError,
     ConfigError,
+    Queue,
+    QueueNotFoundError,
     SerializationError,
     SetEnqueueOptions,
     SetWorkflowID,
     SetWorkflowTimeout,
     WorkflowHandleAsync,
+    queues,
 )
 from relos.queues import Call
 from relos.store import SystemStore
@@ -233,6 +236,86 @@ def test_listening_to_a_queue_nobody_defined_is_a_warning(
     warned = [r.getMessage() for r in caplog.records if "listening to queue" in r.getMessage()]
     assert len(warned) == 1 and f"listening to queue {typo!r}, which no code here defines" \
         in warned[0], warned
+
+
+# --- the DBOS-shaped ways to name a queue ------------------------------------------------
+
+
+def test_queue_takes_its_arguments_in_dbos_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queue(name, concurrency, limiter, *, worker_concurrency, ...): code
+    written for DBOS Transact that passes the limiter third means the same
+    here; worker_concurrency is by keyword only."""
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
+    q = Queue("tq_dbos_order", 4, {"limit": 50, "period": 30}, worker_concurrency=2,
+              polling_interval_sec=0.5)
+    assert (q.concurrency, q.worker_concurrency, q.row.rate_limit, q.row.rate_period_ms,
+            q.polling_interval_sec) == (4, 2, 50, 30_000, 0.5)
+    with pytest.raises(ConfigError, match="limiter must be a dict"):
+        Queue("tq_dbos_order_2", 4, 2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Queue("tq_dbos_order_3", 4, None, 2)  # type: ignore[misc]
+    for bad in (0, -1, float("nan"), "1", 7200):
+        with pytest.raises(ConfigError, match="polling_interval_sec must be a number of "):
+            Queue("tq_dbos_order_4", polling_interval_sec=bad)
+    with pytest.raises(ConfigError, match=r"already defined with other settings .*"
+                                          r"polling_interval_sec=0.5; now concurrency=4, "):
+        Queue("tq_dbos_order", 4, {"limit": 50, "period": 30}, worker_concurrency=2)
+
+
+def test_retrieve_queue_and_enqueue_workflow(dbos: Any, raw_store: SystemStore) -> None:
+    """DBOS.retrieve_queue / enqueue_workflow name a queue by its name: one
+    defined in code here, or one only stored (by DBOS.register_queue in
+    another process), which this process enqueues on but does not serve; an
+    unknown name is a QueueNotFoundError and stores nothing."""
+    from relos.store.base import QueueRow
+
+    assert DBOS.retrieve_queue("tq_basic") is basic_queue
+    assert DBOS.enqueue_workflow("tq_basic", tq_add, 2, b=3).get_result(
+        timeout_seconds=DEADLINE) == 5
+
+    async def main() -> Any:
+        handle = await DBOS.enqueue_workflow_async("tq_basic", tq_add, 4)
+        assert isinstance(handle, WorkflowHandleAsync)
+        return await handle.get_result(timeout_seconds=DEADLINE)
+
+    assert asyncio.run(main()) == 4
+    elsewhere = "tq_elsewhere_" + uuid.uuid4().hex[:6]
+    raw_store.save_queue(QueueRow(elsewhere, concurrency=3, defined_by="runtime", updated_at=1))
+    stored = DBOS.retrieve_queue(elsewhere)
+    assert (stored.name, stored.concurrency) == (elsewhere, 3)
+    waiting = DBOS.enqueue_workflow(elsewhere, tq_add, 1)
+    assert waiting.get_status().queue_name == elsewhere
+    assert elsewhere not in queues.registered()
+    time.sleep(1.5)  # (this process polls every 0.1-1 s: it would have run it by now)
+    assert status_of(waiting) == ENQUEUED
+    before = len(DBOS.list_workflows())
+    with pytest.raises(QueueNotFoundError, match="no queue named 'tq_nowhere': define it"):
+        DBOS.enqueue_workflow("tq_nowhere", tq_add, 1)
+    assert len(DBOS.list_workflows()) == before
+
+
+def test_a_queue_asks_to_be_polled_more_often(
+        db_url: str, raw_store: SystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle executor looks for a queue's work every polling_interval_sec
+    when that is shorter than its own poll interval: work it hears nothing
+    about (no LISTEN/NOTIFY, written by another process) starts within it."""
+    from relos.dbos import _workflow_info
+    from relos.store.base import ENQUEUED as ENQ
+    from relos.store.base import WorkflowRow
+
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
+    name = "tq_polled_" + uuid.uuid4().hex[:6]
+    polled = Queue(name, polling_interval_sec=0.05)
+    with launched(db_url, listen=[polled], poll_interval_seconds=60.0,
+                  use_listen_notify=False):
+        time.sleep(0.3)  # (the first rounds have found nothing: the dequeuer waits)
+        now = int(time.time() * 1000)
+        wid = "tq-polled-" + uuid.uuid4().hex
+        raw_store.enqueue([WorkflowRow(wid, ENQ, _workflow_info(tq_add).name, "elsewhere",
+                                       now, now, inputs='{"args": [20], "kwargs": {}}',
+                                       queue_name=name)])
+        # Within the test's deadline, far less than the executor's 60 s poll.
+        assert DBOS.retrieve_workflow(wid).get_result(timeout_seconds=DEADLINE) == 20
 
 
 # --- cancellation and timeouts ---------------------------------------------------------

@@ -404,11 +404,21 @@ class QueueRunner:
                         stop.wait(rt.poll_interval)
                         continue
                     if not claimed:
-                        woke.wait(rt.poll_interval)
+                        woke.wait(self._idle_wait(names))
                         self._gather_room()
         self._give_back_ready()
         if self._helper is not None:
             self._helper.shutdown()
+
+    def _idle_wait(self, names: list[str]) -> float:
+        """How long to wait for a wake-up when no queue had work: the poll
+        interval, or less if a queue listened to asks to be polled more often."""
+        wait = self.rt.poll_interval
+        for name in names:
+            queue = queues.get(name)
+            if queue is not None and queue.polling_interval_sec is not None:
+                wait = min(wait, queue.polling_interval_sec)
+        return wait
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
