@@ -520,3 +520,38 @@ def test_delay_seconds(dbos: Any) -> None:
     assert span.start < t0 + 3.5
     with SetEnqueueOptions(delay_seconds=0):
         assert status_of(basic_queue.enqueue(tq_add, 1)) in (ENQUEUED, PENDING, SUCCESS)
+
+
+def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
+        db_url: str, raw_store: SystemStore) -> None:
+    """An idle executor wakes up when the next delay ends: for a workflow it
+    enqueued itself, and for one another process enqueued (which it hears
+    nothing about: read from the database within a poll interval)."""
+    from relos.store.base import WorkflowRow
+
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=3.0,
+                  use_listen_notify=False):
+        # Here: without the wake-up it would start at the next poll, 3 s after
+        # the round the enqueue woke.
+        tag = new_tag()
+        t0 = time.time()
+        with SetEnqueueOptions(delay_seconds=1.0):
+            here = basic_queue.enqueue(tq_timed, tag, "here")
+        assert here.get_result(timeout_seconds=DEADLINE) == "here"
+        [span] = started(tag)
+        assert t0 + 0.998 <= span.start < t0 + 1.0 + 0.75, span.start - t0
+        # Another process's (a row written beside this runtime, just as the
+        # runner went idle after running the first): the runner reads the next
+        # delay end when idle, once a poll interval, so by its poll at about 3 s
+        # it knows of the end at 4.5 s; a poll alone would find it at 6 s.
+        tag = new_tag()
+        now = int(time.time() * 1000)
+        end = now + 4_500
+        raw_store.enqueue([WorkflowRow(
+            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
+            "elsewhere", now, now, queue_name=basic_queue.name, delay_until_epoch_ms=end,
+            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
+        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
+            timeout_seconds=DEADLINE) == "there"
+        [span] = started(tag)
+        assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.75, span.start - end / 1000

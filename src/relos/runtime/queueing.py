@@ -122,6 +122,8 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
                        child_workflow_id=ids[0] if len(ids) == 1 else None,
                        executor_id=rt.config.executor_id)
     results = rt.store.enqueue(rows, step)
+    if delay_ms > 0 and rt.queue_runner is not None:
+        rt.queue_runner.note_delay_end(now + delay_ms)
     rt.notifier.notify("queues", queue.name)
     refused: errors.QueueDeduplicatedError | None = None
     for i, existing in enumerate(results):
@@ -230,6 +232,9 @@ MIN_FEEDERS = 4
 FEED_STALL_SECONDS = 0.01
 #: Claimed workflows waiting while no thread is free: look again this often at most.
 FEED_IDLE_SECONDS = 0.1
+#: An idle runner waiting for a delay to end wakes up this long after it (a
+#: claim compares the end with its own clock reading, taken just after).
+DELAY_END_SLACK_SECONDS = 0.002
 
 
 class _Ready:
@@ -324,6 +329,12 @@ class QueueRunner:
         self._scan_from: dict[str, tuple[int, float]] = {}
         #: Runs the second half of split claims (see ``_claim``).
         self._helper: ThreadPoolExecutor | None = None
+        #: The next end of a delay in the queues listened to (epoch ms), as
+        #: last read from the database (at most once per poll interval, when
+        #: idle: ``_delay_read_at``, monotonic) or told by an enqueue here: an
+        #: idle runner wakes up then, not at its next poll.
+        self._delay_end: int | None = None
+        self._delay_read_at = float("-inf")
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -392,6 +403,7 @@ class QueueRunner:
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
+                        self._delay_ended()
                         self._start_ready()
                         claimed = self._round(names)
                     except Exception as exc:  # the loop must outlive any one failure
@@ -412,13 +424,37 @@ class QueueRunner:
 
     def _idle_wait(self, names: list[str]) -> float:
         """How long to wait for a wake-up when no queue had work: the poll
-        interval, or less if a queue listened to asks to be polled more often."""
+        interval, or less if a queue listened to asks to be polled more often,
+        or until the next delayed workflow's delay ends, if sooner."""
         wait = self.rt.poll_interval
         for name in names:
             queue = queues.get(name)
             if queue is not None and queue.polling_interval_sec is not None:
                 wait = min(wait, queue.polling_interval_sec)
+        now = _now()
+        if time.monotonic() - self._delay_read_at >= self.rt.poll_interval:
+            self._delay_read_at = time.monotonic()
+            self._delay_end = self.rt.store.next_delay_end(names, now)
+        end = self._delay_end
+        if end is not None and end > now:
+            wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
         return wait
+
+    def note_delay_end(self, at: int) -> None:
+        """A workflow enqueued here waits until ``at`` (epoch ms)."""
+        end = self._delay_end
+        if end is None or at < end or end <= _now():
+            self._delay_end = at
+
+    def _delay_ended(self) -> None:
+        """Before a round: if the delay the runner waited for has ended, the
+        round scans the whole of each queue (the workflow may lie behind where
+        claims start scanning) and the next idle wait reads the next end."""
+        end = self._delay_end
+        if end is not None and end <= _now():
+            self._delay_end = None
+            self._delay_read_at = float("-inf")
+            self._scan_from.clear()
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""

@@ -557,6 +557,11 @@ class SystemStore(abc.ABC):
         more, so the next dequeue loads what the workflow recorded."""
 
     @abc.abstractmethod
+    def next_delay_end(self, queue_names: list[str], after: int) -> int | None:
+        """The earliest end of a delay after ``after`` (epoch ms) among the
+        DELAYED workflows of these queues, or None."""
+
+    @abc.abstractmethod
     def queue_depths(self) -> dict[str, dict[str, int]]:
         """For each queue name: the number of its workflows per unfinished
         status (ENQUEUED, DELAYED, PENDING)."""

@@ -475,6 +475,18 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
     return store._run(sql, params) == 1
 
 
+def next_delay_end(store: SQLStore, queue_names: list[str], after: int) -> int | None:
+    # Over the DELAYED rows' own index (migration 15), in delay order.
+    if not queue_names:
+        return None
+    params: dict[str, Any] = {"after": after}
+    found = store._one(
+        f"SELECT MIN(delay_until_epoch_ms) FROM {store.prefix}workflow_status "
+        f"WHERE status = 'DELAYED' AND delay_until_epoch_ms > {store._ph('after')} "
+        f"AND queue_name IN ({store._in_list('q', queue_names, params)})", params)
+    return None if found is None or found[0] is None else int(found[0])
+
+
 def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:
     # Two counts, each over the one index holding its rows: the dequeue
     # index's waiting rows, the (status, executor_id) index's running ones

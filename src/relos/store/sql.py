@@ -573,6 +573,9 @@ class SQLStore(base.SystemStore):
                 started: bool = True) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now, started)
 
+    def next_delay_end(self, queue_names: list[str], after: int) -> int | None:
+        return queue_sql.next_delay_end(self, queue_names, after)
+
     def queue_depths(self) -> dict[str, dict[str, int]]:
         return queue_sql.queue_depths(self)
 
