@@ -284,6 +284,25 @@ def test_rate_limiter(dbos: Any, raw_store: SystemStore) -> None:
     assert 2.0 < elapsed < 8.0
 
 
+def test_a_rate_limit_is_a_rate_not_a_limit_per_poll(
+        db_url: str, raw_store: SystemStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queue limited to 3 starts per half second starts 3 every half second
+    when it has the work: the idle executor wakes up when the limit frees up,
+    not at its next poll (3 s here, which would make it 3 per 3 s)."""
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
+    fast = Queue("tq_rate_fast_" + uuid.uuid4().hex[:6], limiter={"limit": 3, "period": 0.5})
+    with launched(db_url, listen=[fast], poll_interval_seconds=3.0, use_listen_notify=False):
+        handles = fast.enqueue_many(tq_add, [(i,) for i in range(12)])
+        assert [h.get_result(timeout_seconds=DEADLINE) for h in handles] == list(range(12))
+    starts = sorted(raw_store.get_workflow(h.workflow_id).started_at  # type: ignore[union-attr]
+                    for h in handles)
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] - starts[i] > 500, f"4 starts within 0.5 s: {starts[i:i + 4]}"
+    # Four rounds of three, half a second apart: 1.5 s from the first start
+    # to the last (at one round per poll it would be 9 s).
+    assert starts[-1] - starts[0] < 1_500 + 750, starts
+
+
 def test_priorities(dbos: Any) -> None:
     tag, gate = new_tag(), new_gate()
     blocker = prio_queue.enqueue(tq_gated, tag, "blocker", gate)

@@ -335,6 +335,11 @@ class QueueRunner:
         #: idle runner wakes up then, not at its next poll.
         self._delay_end: int | None = None
         self._delay_read_at = float("-inf")
+        #: When the rate limit of a queue that could not claim all it had room
+        #: for frees up next (epoch ms; set by each round): an idle runner
+        #: wakes up then, so a limit of 5 per half second starts 5 workflows
+        #: every half second, not every poll.
+        self._rate_slot: int | None = None
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -435,9 +440,9 @@ class QueueRunner:
         if time.monotonic() - self._delay_read_at >= self.rt.poll_interval:
             self._delay_read_at = time.monotonic()
             self._delay_end = self.rt.store.next_delay_end(names, now)
-        end = self._delay_end
-        if end is not None and end > now:
-            wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
+        for end in (self._delay_end, self._rate_slot):
+            if end is not None and end > now:
+                wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
         return wait
 
     def note_delay_end(self, at: int) -> None:
@@ -484,6 +489,7 @@ class QueueRunner:
         share of the room free now, not all of it (more frees up while the
         round goes on, and the first queue polled would take it all)."""
         rt = self.rt
+        self._rate_slot = None
         room = rt.free_workflow_slots() - len(self._ready) + rt.config.max_workflow_threads
         share = max(1, -(-room // max(1, len(self._busy))))
         # A queue may claim further ahead (what this process finishes in
@@ -540,6 +546,11 @@ class QueueRunner:
         rows = self._claim(queue, room, now, created_from)
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
+        if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:
+            # (the limit may be what held the claim back: wake up when it frees up)
+            slot = rt.store.next_rate_slot(name, queue.rate_period_ms, now)
+            if slot is not None and (self._rate_slot is None or slot < self._rate_slot):
+                self._rate_slot = slot
         if rows:
             self._dry.discard(name)
         else:

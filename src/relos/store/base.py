@@ -557,6 +557,12 @@ class SystemStore(abc.ABC):
         more, so the next dequeue loads what the workflow recorded."""
 
     @abc.abstractmethod
+    def next_rate_slot(self, queue_name: str, period_ms: int, now: int) -> int | None:
+        """When (epoch ms) the oldest start the queue's rate limiter counts at
+        ``now`` leaves its period, freeing room in the limit; None when it
+        counts none."""
+
+    @abc.abstractmethod
     def next_delay_end(self, queue_names: list[str], after: int) -> int | None:
         """The earliest end of a delay after ``after`` (epoch ms) among the
         DELAYED workflows of these queues, or None."""

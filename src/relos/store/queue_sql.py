@@ -475,6 +475,17 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
     return store._run(sql, params) == 1
 
 
+def next_rate_slot(store: SQLStore, queue_name: str, period_ms: int, now: int) -> int | None:
+    # The limiter counts the ledger's starts at or after now - period (see
+    # rate_starts): the oldest of them stops counting a millisecond after it
+    # is a whole period old.
+    found = store._one(
+        f"SELECT MIN(started_at) FROM {store.prefix}queue_starts "
+        f"WHERE queue_name = {store._ph('queue_name')} AND started_at >= {store._ph('since')}",
+        {"queue_name": queue_name, "since": now - period_ms})
+    return None if found is None or found[0] is None else int(found[0]) + period_ms + 1
+
+
 def next_delay_end(store: SQLStore, queue_names: list[str], after: int) -> int | None:
     # Over the DELAYED rows' own index (migration 15), in delay order.
     if not queue_names:

@@ -573,6 +573,9 @@ class SQLStore(base.SystemStore):
                 started: bool = True) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now, started)
 
+    def next_rate_slot(self, queue_name: str, period_ms: int, now: int) -> int | None:
+        return queue_sql.next_rate_slot(self, queue_name, period_ms, now)
+
     def next_delay_end(self, queue_names: list[str], after: int) -> int | None:
         return queue_sql.next_delay_end(self, queue_names, after)
 
