@@ -439,7 +439,10 @@ class QueueRunner:
         now = _now()
         if time.monotonic() - self._delay_read_at >= self.rt.poll_interval:
             self._delay_read_at = time.monotonic()
-            self._delay_end = self.rt.store.next_delay_end(names, now)
+            try:
+                self._delay_end = self.rt.store.next_delay_end(names, now)
+            except errors.RelosError as exc:  # (the next round will say what is wrong)
+                logger.debug("cannot read when the next delay ends: %s", exc)
         for end in (self._delay_end, self._rate_slot):
             if end is not None and end > now:
                 wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
