@@ -183,11 +183,11 @@ class DBOS:
         the database (by DBOS.register_queue anywhere); else QueueNotFoundError.
         A stored queue retrieved here can be enqueued on; this process does not
         run its workflows unless it defines or registers the queue."""
+        if not isinstance(name, str):
+            raise errors.ConfigError(f"a queue name is a string, not {type(name).__name__}")
         queue = queues_mod.get(name)
         if queue is not None:
             return queue
-        if not isinstance(name, str):
-            raise errors.ConfigError(f"a queue name is a string, not {type(name).__name__}")
         found = _rt().store.get_queues([name])
         if not found:
             raise errors.QueueNotFoundError(name)

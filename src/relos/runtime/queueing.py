@@ -235,6 +235,10 @@ FEED_IDLE_SECONDS = 0.1
 #: An idle runner waiting for a delay to end wakes up this long after it (a
 #: claim compares the end with its own clock reading, taken just after).
 DELAY_END_SLACK_SECONDS = 0.002
+#: An ended delay makes the next round scan its queues whole (a busy deep
+#: queue's claims otherwise start past the delayed workflow) this often at
+#: most; delays ending more often wait for the regular whole scan.
+DELAY_SCAN_SECONDS = 0.1
 
 
 class _Ready:
@@ -331,10 +335,16 @@ class QueueRunner:
         self._helper: ThreadPoolExecutor | None = None
         #: The next end of a delay in the queues listened to (epoch ms), as
         #: last read from the database (at most once per poll interval, when
-        #: idle: ``_delay_read_at``, monotonic) or told by an enqueue here: an
-        #: idle runner wakes up then, not at its next poll.
-        self._delay_end: int | None = None
+        #: idle: ``_delay_read_at``, monotonic), and the earliest one an
+        #: enqueue here told of (kept apart, under ``_delay_lock``, so that a
+        #: read that began before that enqueue committed cannot erase it): an
+        #: idle runner wakes up at the sooner, not at its next poll.
+        self._delay_read: int | None = None
         self._delay_read_at = float("-inf")
+        self._delay_told: int | None = None
+        self._delay_lock = threading.Lock()
+        #: When an ended delay last made a round scan the queues whole (monotonic).
+        self._delay_scan_at = float("-inf")
         #: When the rate limit of a queue that could not claim all it had room
         #: for frees up next (epoch ms; set by each round): an idle runner
         #: wakes up then, so a limit of 5 per half second starts 5 workflows
@@ -440,29 +450,38 @@ class QueueRunner:
         if time.monotonic() - self._delay_read_at >= self.rt.poll_interval:
             self._delay_read_at = time.monotonic()
             try:
-                self._delay_end = self.rt.store.next_delay_end(names, now)
+                self._delay_read = self.rt.store.next_delay_end(names, now)
             except errors.RelosError as exc:  # (the next round will say what is wrong)
                 logger.debug("cannot read when the next delay ends: %s", exc)
-        for end in (self._delay_end, self._rate_slot):
+        for end in (self._delay_read, self._delay_told, self._rate_slot):
             if end is not None and end > now:
                 wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
         return wait
 
     def note_delay_end(self, at: int) -> None:
         """A workflow enqueued here waits until ``at`` (epoch ms)."""
-        end = self._delay_end
-        if end is None or at < end or end <= _now():
-            self._delay_end = at
+        with self._delay_lock:
+            told = self._delay_told
+            if told is None or at < told or told <= _now():
+                self._delay_told = at
 
     def _delay_ended(self) -> None:
         """Before a round: if the delay the runner waited for has ended, the
         round scans the whole of each queue (the workflow may lie behind where
-        claims start scanning) and the next idle wait reads the next end."""
-        end = self._delay_end
-        if end is not None and end <= _now():
-            self._delay_end = None
+        claims start scanning; at most every DELAY_SCAN_SECONDS, else at the
+        next regular whole scan) and the next idle wait reads the next end."""
+        now = _now()
+        ended = self._delay_read is not None and self._delay_read <= now
+        if ended:
+            self._delay_read = None
+        with self._delay_lock:
+            if self._delay_told is not None and self._delay_told <= now:
+                self._delay_told, ended = None, True
+        if ended:
             self._delay_read_at = float("-inf")
-            self._scan_from.clear()
+            if time.monotonic() - self._delay_scan_at >= DELAY_SCAN_SECONDS:
+                self._delay_scan_at = time.monotonic()
+                self._scan_from.clear()
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""

@@ -300,7 +300,13 @@ class SQLStore(base.SystemStore):
         if flt.status is not None:
             if not flt.status:
                 return []
-            where.append(f"status IN ({self._in_list('s', flt.status, params)})")
+            # (one equality per status, OR-ed: each can match a partial index of
+            # that status, where an IN list matches none and reads the table)
+            matches = []
+            for i, status in enumerate(flt.status):
+                params[f"s{i}"] = status
+                matches.append(f"status = {self._ph(f's{i}')}")
+            where.append("(" + " OR ".join(matches) + ")")
         for col, val in (("name", flt.name), ("executor_id", flt.executor_id),
                          ("application_version", flt.application_version),
                          ("parent_workflow_id", flt.parent_workflow_id),
