@@ -321,11 +321,17 @@ def test_a_queue_asks_to_be_polled_more_often(
 # --- cancellation and timeouts ---------------------------------------------------------
 
 
-def test_cancel_enqueued_and_delayed_workflows(dbos: Any) -> None:
-    tag, gate = new_tag(), new_gate()
+def blocked_cancel_queue(tag: str, gate: str) -> tuple[Any, Any]:
+    """The cancel queue (concurrency 1) running a workflow until ``gate``
+    opens, and a second one ENQUEUED behind it: their handles."""
     blocker = cancel_queue.enqueue(tq_gated, tag, "blocker", gate)
     wait_until(lambda: running(tag) == 1, "the blocker to run")
-    waiting = cancel_queue.enqueue(tq_timed, tag, "waiting")
+    return blocker, cancel_queue.enqueue(tq_timed, tag, "waiting")
+
+
+def test_cancel_enqueued_and_delayed_workflows(dbos: Any) -> None:
+    tag, gate = new_tag(), new_gate()
+    blocker, waiting = blocked_cancel_queue(tag, gate)
     with SetEnqueueOptions(delay_seconds=0.3):
         delayed = cancel_queue.enqueue(tq_timed, tag, "delayed")
     assert (status_of(waiting), status_of(delayed)) == (ENQUEUED, DELAYED)
@@ -351,9 +357,7 @@ def test_list_queued_workflows(dbos: Any) -> None:
     """The unfinished workflows of queues, by queue and status; a finished one
     leaves that list and stays in list_workflows(queue_name=...)."""
     tag, gate = new_tag(), new_gate()
-    blocker = cancel_queue.enqueue(tq_gated, tag, "blocker", gate)
-    wait_until(lambda: running(tag) == 1, "the blocker to run")
-    waiting = cancel_queue.enqueue(tq_timed, tag, "waiting")
+    blocker, waiting = blocked_cancel_queue(tag, gate)
     with SetEnqueueOptions(delay_seconds=60):
         delayed = basic_queue.enqueue(tq_timed, tag, "delayed")
     done = basic_queue.enqueue(tq_add, 1, 2)
