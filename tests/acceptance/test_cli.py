@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dbhelpers import eventually
-from relos import DBOS, Queue, SetWorkflowID
+from relos import DBOS, Queue, SetWorkflowID, queues
 from relos.errors import AwaitedWorkflowCancelledError
 from relos.store import migrations
 
@@ -148,10 +148,9 @@ def test_migrate_applies_then_reports_up_to_date(db_url: str, backend: str) -> N
 # --- list ----------------------------------------------------------------------------------
 
 
-cli_queue = Queue("cli_q")
-
-
-def test_list_by_queue(dbos: Any, db_url: str) -> None:
+def test_list_by_queue(dbos: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
+    cli_queue = Queue("cli_q")
     with SetWorkflowID("q-ada"):
         assert cli_queue.enqueue(greet, "ada").get_result() == "hello ada"
     assert run(greet, "g-bob", "bob") == "hello bob"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from relos import DBOS, ConfigError, Queue, SetEnqueueOptions, SetWorkflowID
+from relos import DBOS, ConfigError, Queue, SetEnqueueOptions, SetWorkflowID, queues
 from relos.identifiers import MAX_BYTES
 
 _CHARS = "abcdefghijklmnopqrstuvwxyz0123456789" + "éßñø" + "€≠∞" + "😀🚀🎉"
@@ -35,7 +35,6 @@ def long_name(rng: random.Random, size: int = MAX_BYTES) -> str:
 
 _rng = random.Random(20261202)
 LONG_QUEUE = long_name(_rng)
-long_queue = Queue(LONG_QUEUE, concurrency=2, partition_queue=True)
 TOPIC, EVENT_KEY, STREAM_KEY = long_name(_rng), long_name(_rng), long_name(_rng)
 
 
@@ -58,7 +57,23 @@ def idlim_ticks(scheduled: Any, actual: Any) -> None:
     pass
 
 
-def test_names_of_the_longest_length_are_stored_and_used(dbos: Any) -> None:
+def test_names_of_the_longest_length_are_stored_and_used(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The queue is defined for this test only, and this test's runtime serves
+    # it alone (a queue left defined would be served by every later test's).
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))
+    long_queue = Queue(LONG_QUEUE, concurrency=2, partition_queue=True)
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url})
+    DBOS.listen_queues([long_queue])
+    DBOS.launch()
+    try:
+        _use_the_longest_names(long_queue)
+    finally:
+        DBOS.destroy()
+
+
+def _use_the_longest_names(long_queue: Queue) -> None:
     rng = random.Random(7)
     waiter_id, worker_id = long_name(rng), long_name(rng)
     assert len(waiter_id.encode()) == len(worker_id.encode()) == MAX_BYTES
