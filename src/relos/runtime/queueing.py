@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, overload
 
 from relos import errors, queues, serialization
-from relos.runtime import context, registry, workflow
+from relos.runtime import context, registry, wakeups, workflow
 from relos.runtime.ids import new_ids
 from relos.runtime.registry import WorkflowInfo
 from relos.store.base import (
@@ -123,7 +123,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
                        executor_id=rt.config.executor_id)
     results = rt.store.enqueue(rows, step)
     if delay_ms > 0 and rt.queue_runner is not None:
-        rt.queue_runner.note_delay_end(now + delay_ms)
+        rt.queue_runner.idle_wait.tell_delay_end(now + delay_ms)
     rt.notifier.notify("queues", queue.name)
     refused: errors.QueueDeduplicatedError | None = None
     for i, existing in enumerate(results):
@@ -232,13 +232,6 @@ MIN_FEEDERS = 4
 FEED_STALL_SECONDS = 0.01
 #: Claimed workflows waiting while no thread is free: look again this often at most.
 FEED_IDLE_SECONDS = 0.1
-#: An idle runner waiting for a delay to end wakes up this long after it (a
-#: claim compares the end with its own clock reading, taken just after).
-DELAY_END_SLACK_SECONDS = 0.002
-#: An ended delay makes the next round scan its queues whole (a busy deep
-#: queue's claims otherwise start past the delayed workflow) this often at
-#: most; delays ending more often wait for the regular whole scan.
-DELAY_SCAN_SECONDS = 0.1
 
 
 class _Ready:
@@ -333,23 +326,8 @@ class QueueRunner:
         self._scan_from: dict[str, tuple[int, float]] = {}
         #: Runs the second half of split claims (see ``_claim``).
         self._helper: ThreadPoolExecutor | None = None
-        #: The next end of a delay in the queues listened to (epoch ms), as
-        #: last read from the database (at most once per poll interval, when
-        #: idle: ``_delay_read_at``, monotonic), and the earliest one an
-        #: enqueue here told of (kept apart, under ``_delay_lock``, so that a
-        #: read that began before that enqueue committed cannot erase it): an
-        #: idle runner wakes up at the sooner, not at its next poll.
-        self._delay_read: int | None = None
-        self._delay_read_at = float("-inf")
-        self._delay_told: int | None = None
-        self._delay_lock = threading.Lock()
-        #: When an ended delay last made a round scan the queues whole (monotonic).
-        self._delay_scan_at = float("-inf")
-        #: When the rate limit of a queue that could not claim all it had room
-        #: for frees up next (epoch ms; set by each round): an idle runner
-        #: wakes up then, so a limit of 5 per half second starts 5 workflows
-        #: every half second, not every poll.
-        self._rate_slot: int | None = None
+        #: How long to wait when idle (delays, rate limits, queues' poll intervals).
+        self.idle_wait = wakeups.IdleWait(rt)
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -418,7 +396,8 @@ class QueueRunner:
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
-                        self._delay_ended()
+                        if self.idle_wait.start_round():
+                            self._scan_from.clear()
                         self._start_ready()
                         claimed = self._round(names)
                     except Exception as exc:  # the loop must outlive any one failure
@@ -431,57 +410,11 @@ class QueueRunner:
                         stop.wait(rt.poll_interval)
                         continue
                     if not claimed:
-                        woke.wait(self._idle_wait(names))
+                        woke.wait(self.idle_wait.seconds(names))
                         self._gather_room()
         self._give_back_ready()
         if self._helper is not None:
             self._helper.shutdown()
-
-    def _idle_wait(self, names: list[str]) -> float:
-        """How long to wait for a wake-up when no queue had work: the poll
-        interval, or less if a queue listened to asks to be polled more often,
-        or until the next delayed workflow's delay ends, if sooner."""
-        wait = self.rt.poll_interval
-        for name in names:
-            queue = queues.get(name)
-            if queue is not None and queue.polling_interval_sec is not None:
-                wait = min(wait, queue.polling_interval_sec)
-        now = _now()
-        if time.monotonic() - self._delay_read_at >= self.rt.poll_interval:
-            self._delay_read_at = time.monotonic()
-            try:
-                self._delay_read = self.rt.store.next_delay_end(names, now)
-            except errors.RelosError as exc:  # (the next round will say what is wrong)
-                logger.debug("cannot read when the next delay ends: %s", exc)
-        for end in (self._delay_read, self._delay_told, self._rate_slot):
-            if end is not None and end > now:
-                wait = min(wait, (end - now) / 1000 + DELAY_END_SLACK_SECONDS)
-        return wait
-
-    def note_delay_end(self, at: int) -> None:
-        """A workflow enqueued here waits until ``at`` (epoch ms)."""
-        with self._delay_lock:
-            told = self._delay_told
-            if told is None or at < told or told <= _now():
-                self._delay_told = at
-
-    def _delay_ended(self) -> None:
-        """Before a round: if the delay the runner waited for has ended, the
-        round scans the whole of each queue (the workflow may lie behind where
-        claims start scanning; at most every DELAY_SCAN_SECONDS, else at the
-        next regular whole scan) and the next idle wait reads the next end."""
-        now = _now()
-        ended = self._delay_read is not None and self._delay_read <= now
-        if ended:
-            self._delay_read = None
-        with self._delay_lock:
-            if self._delay_told is not None and self._delay_told <= now:
-                self._delay_told, ended = None, True
-        if ended:
-            self._delay_read_at = float("-inf")
-            if time.monotonic() - self._delay_scan_at >= DELAY_SCAN_SECONDS:
-                self._delay_scan_at = time.monotonic()
-                self._scan_from.clear()
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
@@ -511,7 +444,6 @@ class QueueRunner:
         share of the room free now, not all of it (more frees up while the
         round goes on, and the first queue polled would take it all)."""
         rt = self.rt
-        self._rate_slot = None
         room = rt.free_workflow_slots() - len(self._ready) + rt.config.max_workflow_threads
         share = max(1, -(-room // max(1, len(self._busy))))
         # A queue may claim further ahead (what this process finishes in
@@ -569,10 +501,7 @@ class QueueRunner:
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
         if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:
-            # (the limit may be what held the claim back: wake up when it frees up)
-            slot = rt.store.next_rate_slot(name, queue.rate_period_ms, now)
-            if slot is not None and (self._rate_slot is None or slot < self._rate_slot):
-                self._rate_slot = slot
+            self.idle_wait.held_back(name, queue.rate_period_ms)
         if rows:
             self._dry.discard(name)
         else:
