@@ -367,17 +367,21 @@ def test_list_queued_workflows(dbos: Any) -> None:
     def ids(statuses: list[Any]) -> list[str]:
         return [s.workflow_id for s in statuses]
 
-    assert ids(DBOS.list_queued_workflows()) == [
-        blocker.workflow_id, waiting.workflow_id, delayed.workflow_id]
-    assert ids(DBOS.list_queued_workflows(queue_name="tq_cancel", sort_desc=True)) == [
-        waiting.workflow_id, blocker.workflow_id]
+    def oldest_first(*handles: Any) -> list[str]:
+        # (the listings' order: creation time, then ID for workflows created in
+        # the same millisecond, whose IDs need not sort in enqueue order)
+        return [s.workflow_id for s in sorted((h.get_status() for h in handles),
+                                              key=lambda s: (s.created_at, s.workflow_id))]
+
+    assert ids(DBOS.list_queued_workflows()) == oldest_first(blocker, waiting, delayed)
+    assert ids(DBOS.list_queued_workflows(queue_name="tq_cancel", sort_desc=True)) == \
+        oldest_first(blocker, waiting)[::-1]
     assert ids(DBOS.list_queued_workflows(status=DELAYED)) == [delayed.workflow_id]
-    assert ids(DBOS.list_queued_workflows(status=[ENQUEUED, "PENDING"], limit=1)) == [
-        blocker.workflow_id]
+    assert ids(DBOS.list_queued_workflows(status=[ENQUEUED, "PENDING"], limit=1)) == \
+        oldest_first(blocker, waiting)[:1]
     listed = DBOS.list_queued_workflows(queue_name="tq_cancel", load_input=False)
     assert [(s.queue_name, s.input) for s in listed] == [("tq_cancel", None)] * 2
-    assert ids(DBOS.list_workflows(queue_name="tq_basic")) == [
-        delayed.workflow_id, done.workflow_id]
+    assert ids(DBOS.list_workflows(queue_name="tq_basic")) == oldest_first(delayed, done)
     assert DBOS.list_queued_workflows(queue_name="no such queue") == []
     with pytest.raises(ConfigError, match="unknown workflow status 'QUEUED'"):
         DBOS.list_queued_workflows(status="QUEUED")
@@ -386,8 +390,7 @@ def test_list_queued_workflows(dbos: Any) -> None:
     for h in (blocker, waiting):
         h.get_result(timeout_seconds=DEADLINE)
     assert DBOS.list_queued_workflows() == []
-    assert ids(DBOS.list_workflows(queue_name="tq_cancel")) == [
-        blocker.workflow_id, waiting.workflow_id]
+    assert ids(DBOS.list_workflows(queue_name="tq_cancel")) == oldest_first(blocker, waiting)
 
 
 def test_resume_of_a_cancelled_queued_workflow_replays_its_steps(dbos: Any) -> None:
