@@ -20,8 +20,9 @@ with FOR UPDATE SKIP LOCKED) and mark them done (one UPDATE); no history, no
 indexes beyond the key and the status.
 
 Where the PostgreSQL server runs on this machine, the CPU time its processes
-spent is reported per task for both (``benchdb.ServerCPU``): less at the mercy
-of other work on the machine than the rates. ``--locale icu-en-US`` runs both
+spent is reported per task for both (``benchdb.ServerCPU``), and for relos
+the CPU time of its own processes (this one and its ``--workers``): less at
+the mercy of other work on the machine than the rates. ``--locale icu-en-US`` runs both
 on databases whose text collation is English (ICU), as production databases
 often have, instead of the server's default.
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import threading
@@ -102,6 +104,7 @@ def run_relos(url: str, tasks: int, batch: int, threads: int, workers: int = 0
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
+    cpu0 = _client_cpu_seconds()
     try:
         with ServerCPU() as server, Progress(*columns, transient=False) as bar:
             enq = bar.add_task("enqueued", total=tasks)
@@ -135,9 +138,18 @@ def run_relos(url: str, tasks: int, batch: int, threads: int, workers: int = 0
             proc.wait(timeout=60)
         DBOS.destroy()
         count.close()
-    return {"tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
+    client_cpu = _client_cpu_seconds() - cpu0
+    return {"client_cpu_s": client_cpu, "tasks": tasks, "seconds": elapsed, "per_s": tasks / elapsed,
             "enqueue_per_s": tasks / (enqueued_at - t0), "succeeded": succeeded,
             "left_unfinished": left, "workers": workers, "server_cpu_s": server.seconds}
+
+
+def _client_cpu_seconds() -> float:
+    """CPU time of this process and of its children that have exited (the
+    executor processes of ``--workers``, waited for before reading it)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def run_floor(url: str, tasks: int, batch: int) -> dict[str, Any]:
@@ -208,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{r['per_s']:,.0f} tasks/s end to end (enqueue {r['enqueue_per_s']:,.0f}/s); "
           f"{r['succeeded']:,} SUCCESS, {r['left_unfinished']} left unfinished")
     if args.backend == "postgres" and r["server_cpu_s"] is not None:
-        print(f"relos  server CPU: {r['server_cpu_s'] / r['tasks'] * 1e6:.1f} µs per task")
+        print(f"relos  server CPU: {r['server_cpu_s'] / r['tasks'] * 1e6:.1f} µs per task, "
+              f"relos's processes {r['client_cpu_s'] / r['tasks'] * 1e6:.1f} µs per task")
     if "floor" in out:
         f = out["floor"]
         print(f"floor  {args.backend}: {f['tasks']:,} rows in {f['seconds']:.1f} s = "
