@@ -247,6 +247,89 @@ def test_concurrent_claims_have_exactly_one_winner(store, make_workflow, concurr
     assert stored.recovery_attempts == 5
 
 
+# --- claim_workflows, requeue_many, load_steps_many (a take-over, in batches) -----------
+
+
+def test_claim_workflows_takes_only_the_owners_runnable_workflows(store, make_workflow):
+    rows = [
+        make_workflow("a", owner="dead", recovery_attempts=1),
+        make_workflow("b", owner="dead", recovery_attempts=3),
+        make_workflow("alive", owner="other"),  # another owner's
+        make_workflow("done", owner="dead", status=SUCCESS),
+        make_workflow("queued", owner="dead", queue_name="q"),  # goes back to its queue
+        make_workflow("unknown", owner="dead", name="not_defined_here"),
+    ]
+    for row in rows:
+        store.insert_workflow(row)
+    ids = [r.workflow_id for r in rows] + ["missing"]
+    claimed = store.claim_workflows(ids, "dead", "me", "exec-b", T0 + 10, ["example_workflow"])
+    assert sorted(r.workflow_id for r in claimed) == ["a", "b"]
+    for row in claimed:
+        assert (row.owner, row.executor_id, row.updated_at) == ("me", "exec-b", T0 + 10)
+        assert store.get_workflow(row.workflow_id) == row
+    assert {r.workflow_id: r.recovery_attempts for r in claimed} == {"a": 2, "b": 4}
+    for row in rows[2:]:
+        assert store.get_workflow(row.workflow_id) == row
+    # The compare-and-swap names the owner: a second claim of the same finds none.
+    assert store.claim_workflows(ids, "dead", "me-too", "exec-c", T0 + 20,
+                                 ["example_workflow"]) == []
+    assert store.claim_workflows([], "dead", "me", "exec-b", T0, ["example_workflow"]) == []
+
+
+def test_claim_workflows_leaves_suspended_workflows_to_their_wake_up(store, make_workflow):
+    store.insert_workflow(make_workflow("s", owner="dead"))
+    assert store.suspend_workflow("s", "dead", T0 + 5000, T0) == T0 + 5000
+    assert store.claim_workflows(["s"], None, "me", "e", T0, ["example_workflow"]) == []
+    assert store.requeue_many(["s"], None, T0) == []
+    assert store.get_workflow("s").wake_at_epoch_ms == T0 + 5000
+
+
+def test_concurrent_batch_claims_take_each_workflow_once(store, make_workflow, concurrently):
+    ids = [f"w{i:03d}" for i in range(120)]
+    for wid in ids:
+        store.insert_workflow(make_workflow(wid, owner="dead"))
+
+    def claim(n: int) -> list[str]:
+        mine = ids[n * 10:] + ids[:n * 10]  # (each starts elsewhere in the list)
+        return [r.workflow_id for r in store.claim_workflows(
+            mine, "dead", f"inst-{n}", "e", T0 + 1, ["example_workflow"])]
+
+    results = concurrently(4, claim)
+    assert sorted(w for got in results for w in got) == ids
+    for n, got in enumerate(results):
+        assert all(store.get_workflow(w).owner == f"inst-{n}" for w in got)
+
+
+def test_requeue_many_sends_the_owners_queued_workflows_back(store, make_workflow):
+    store.insert_workflow(make_workflow("q1", owner="dead", queue_name="q", recovery_attempts=1))
+    store.insert_workflow(make_workflow("q2", owner="dead", queue_name="r", recovery_attempts=0))
+    store.insert_workflow(make_workflow("direct", owner="dead"))
+    store.insert_workflow(make_workflow("theirs", owner="other", queue_name="q"))
+    got = store.requeue_many(["q1", "q2", "direct", "theirs"], "dead", T0 + 5)
+    assert sorted(got) == [("q1", "q"), ("q2", "r")]
+    for wid in ("q1", "q2"):
+        row = store.get_workflow(wid)
+        assert (row.status, row.owner, row.updated_at) == (ENQUEUED, None, T0 + 5)
+        # (at least 1: the next dequeue loads what the workflow recorded)
+        assert row.recovery_attempts == 1
+    assert store.get_workflow("direct").status == PENDING
+    assert store.get_workflow("theirs").owner == "other"
+    assert store.requeue_many(["q1"], "dead", T0 + 6) == []
+    assert store.requeue_many([], "dead", T0) == []
+
+
+def test_load_steps_many_reads_each_workflows_steps(store, make_workflow, make_step):
+    for wid in ("a", "b", "none"):
+        store.insert_workflow(make_workflow(wid))
+    steps = {("a", 1): make_step("a", 1), ("a", 2): make_step("a", 2),
+             ("b", 1): make_step("b", 1, output='"b"')}
+    for step in steps.values():
+        store.record_step(step)
+    assert store.load_steps_many(["a", "b", "none", "missing"]) == {
+        "a": {1: steps["a", 1], 2: steps["a", 2]}, "b": {1: steps["b", 1]}}
+    assert store.load_steps_many([]) == {}
+
+
 # --- set_workflow_status ----------------------------------------------------------------
 
 

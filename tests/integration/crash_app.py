@@ -240,34 +240,37 @@ def wait_for_go(args: argparse.Namespace) -> None:
     """A barrier: several recovering processes launch (and so scan for workflows
     to recover) at the same moment, once the test creates the ``--go`` file."""
     log("recover-ready", args.workflow_id)
+    _wait_for_file(args.go, "go")
+
+
+def _wait_for_file(path: str, what: str) -> None:
     end = time.monotonic() + 30
-    while not os.path.exists(args.go):
+    while not os.path.exists(path):
         if time.monotonic() > end:
-            raise SystemExit("the go file never appeared")
+            raise SystemExit(f"the {what} file never appeared")
         time.sleep(0.002)
 
 
 def install_stall(args: argparse.Namespace) -> None:
     """Make this process stall between its recovery scan and its claims (see
-    the module docstring). Recovery calls ``relos.runtime.workflow.recover``
-    for each orphaned workflow its scan found; wrap it."""
+    the module docstring). Recovery calls ``relos.runtime.workflow.recover_many``
+    for each batch of orphaned workflows its scan found, and ``recover`` for
+    each one the batch left; wrap both."""
     from relos.runtime import workflow as wf
 
-    original = wf.recover
     first = threading.Event()
 
-    def stalled_recover(*a: Any, **kw: Any) -> Any:
-        if not first.is_set():
-            first.set()
-            log("recover-scanned", args.workflow_id)
-        end = time.monotonic() + 30
-        while not os.path.exists(args.stall):
-            if time.monotonic() > end:
-                raise SystemExit("the stall file never appeared")
-            time.sleep(0.002)
-        return original(*a, **kw)
+    def stalled(original: Any) -> Any:
+        def call(*a: Any, **kw: Any) -> Any:
+            if not first.is_set():
+                first.set()
+                log("recover-scanned", args.workflow_id)
+            _wait_for_file(args.stall, "stall")
+            return original(*a, **kw)
+        return call
 
-    wf.recover = stalled_recover  # type: ignore[assignment]
+    wf.recover = stalled(wf.recover)  # type: ignore[assignment]
+    wf.recover_many = stalled(wf.recover_many)  # type: ignore[assignment]
 
 
 def workflow_ids(args: argparse.Namespace) -> list[str]:

@@ -175,6 +175,70 @@ def test_orphaned_row_recovered_by_recover_pending_workflows(db_url: str) -> Non
         DBOS.destroy()
 
 
+def test_a_dead_executors_workflows_are_taken_over_in_batches(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A take-over claims a dead owner's workflows a batch per statement
+    (RECOVERY_BATCH, 4 here): each runs once, replaying what it recorded; a
+    workflow of a function this code does not define is left, with an error
+    naming it."""
+    from relos.runtime import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "RECOVERY_BATCH", 4)
+    DBOS.destroy()
+    _launch(db_url, recovery_interval_seconds=3600)  # only explicit recovery here
+    try:
+        _wait_for_launch_recovery()
+        dead = "dead-instance-" + uuid.uuid4().hex
+        fresh = [_insert_orphan("apirec_two_steps", [i], owner=dead) for i in range(7)]
+        replayed = [_insert_orphan("apirec_two_steps", [i], owner=dead,
+                                   steps=[(0, "apirec_step", f"a{i}#0")]) for i in (7, 8, 9)]
+        unknown = _insert_orphan("apirec_not_defined_here", [0], owner=dead)
+        with caplog.at_level(logging.ERROR, logger="relos"):
+            handles = DBOS.recover_pending_workflows()
+        assert sorted(h.workflow_id for h in handles) == sorted(fresh + replayed)
+        results = {h.workflow_id: h.get_result(timeout_seconds=10) for h in handles}
+        assert [results[w] for w in fresh] == [[f"a{i}#1", f"b{i}#1"] for i in range(7)]
+        assert [results[w] for w in replayed] == [[f"a{i}#0", f"b{i}#1"] for i in (7, 8, 9)]
+        assert calls == Counter({**{f"a{i}": 1 for i in range(7)},
+                                 **{f"b{i}": 1 for i in range(10)}})
+        for wid in fresh + replayed:
+            status = DBOS.get_workflow_status(wid)
+            assert status is not None and (status.status, status.recovery_attempts) == (
+                SUCCESS, 2)
+        left = _store().get_workflow(unknown)
+        assert left is not None and (left.status, left.owner) == (PENDING, dead)
+        assert unknown in caplog.text and "apirec_not_defined_here" in caplog.text
+    finally:
+        DBOS.destroy()
+
+
+def test_a_workflow_claimed_by_a_take_over_that_then_fails_is_not_stranded(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The take-over claimed the workflows, then could not read their steps
+    (the database went away a moment): they are PENDING under this live
+    process, which no other recovers, so this one starts them again later."""
+    from relos import errors
+
+    DBOS.destroy()
+    _launch(db_url, recovery_interval_seconds=3600)  # only explicit recovery here
+    try:
+        _wait_for_launch_recovery()
+        store = _store()
+        wids = [_insert_orphan("apirec_two_steps", [i]) for i in (1, 2)]
+        real = store.load_steps_many
+
+        def fails_once(ids: list[str]) -> Any:
+            monkeypatch.setattr(store, "load_steps_many", real)
+            raise errors.StoreError("the database went away a moment")
+
+        monkeypatch.setattr(store, "load_steps_many", fails_once)
+        DBOS.recover_pending_workflows()  # (claims both, then fails: logged)
+        results = [DBOS.retrieve_workflow(w).get_result(timeout_seconds=10) for w in wids]
+        assert results == [["a1#1", "b1#1"], ["a2#1", "b2#1"]]
+    finally:
+        DBOS.destroy()
+
+
 def test_orphaned_row_recovered_in_the_background(dbos: Any) -> None:
     wid = _insert_orphan("apirec_two_steps", [8])
     assert DBOS.retrieve_workflow(wid).get_result(timeout_seconds=10) == ["a8#1", "b8#1"]

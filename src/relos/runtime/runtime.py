@@ -49,6 +49,8 @@ T = TypeVar("T")
 #: How many finished workflows may wait for the group committer before the
 #: process stops claiming more (see Runtime.free_workflow_slots).
 COMMIT_BACKLOG = 2000
+#: A take-over claims a dead executor's workflows this many per statement.
+RECOVERY_BATCH = 500
 
 
 def now_ms() -> int:
@@ -335,6 +337,12 @@ class Runtime:
 
     def outcome_not_written(self, workflow_id: str) -> None:
         """The workflow's outcome could not be written: rerun it (see ``_unwritten``)."""
+        self.start_again_later(workflow_id)
+
+    def start_again_later(self, workflow_id: str) -> None:
+        """A workflow PENDING under this process is not running here (its
+        outcome could not be written, or it was claimed and could not be
+        started): the maintenance thread starts it again, until it can."""
         with self._active_lock:
             self._unwritten.add(workflow_id)
         self._wake.set()
@@ -428,20 +436,34 @@ class Runtime:
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed
+        # By owner, so that each batch is one compare-and-swap on that owner.
+        by_owner: dict[str | None, list[str]] = {}
         for workflow_id, owner, version in candidates:
-            if self._stop.is_set():
-                break
             if owner == self.instance_id or self.active(workflow_id) is not None:
                 continue
             if owner is not None and owner in states and states[owner][1] == "live":
                 continue
             if version is not None and version != self.app_version:
                 continue  # another version's code: left for an executor running it
-            try:
-                if workflow.recover(self, workflow_id, owner) is not None:
-                    claimed.append(workflow_id)
-            except errors.RelosError as exc:
-                logger.error("cannot recover workflow %s: %s", workflow_id, exc)
+            by_owner.setdefault(owner, []).append(workflow_id)
+        for owner, ids in by_owner.items():
+            for start in range(0, len(ids), RECOVERY_BATCH):
+                if self._stop.is_set():
+                    break
+                batch = ids[start:start + RECOVERY_BATCH]
+                try:
+                    took, rest = workflow.recover_many(self, batch, owner)
+                except errors.RelosError as exc:
+                    logger.error("cannot recover %d workflow(s) of %s: %s", len(batch),
+                                 owner, exc)
+                    continue
+                claimed += took
+                for workflow_id in rest:  # (each one says why it is not recovered)
+                    try:
+                        if workflow.recover(self, workflow_id, owner) is not None:
+                            claimed.append(workflow_id)
+                    except errors.RelosError as exc:
+                        logger.error("cannot recover workflow %s: %s", workflow_id, exc)
         if claimed:
             logger.info("recovered %d pending workflow(s)", len(claimed))
         return claimed

@@ -165,6 +165,48 @@ def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) 
     return start
 
 
+def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | None
+                 ) -> tuple[list[str], list[str]]:
+    """:func:`recover` for many workflows of one dead owner, in a few
+    statements rather than three per workflow: claim those that are not
+    queued and whose function this process has (one UPDATE), read their
+    steps (one SELECT), start each; send the queued ones back to their queues
+    (one UPDATE). Returns the IDs claimed here and the IDs left for
+    :func:`recover` to look at one by one (claimed meanwhile by another
+    process, suspended, or of a function this code does not define: it says
+    which)."""
+    now = _now()
+    claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
+                                       rt.config.executor_id, now, sorted(registry.workflows()))
+    started: list[str] = []
+    if claimed:
+        try:
+            steps = rt.store.load_steps_many([row.workflow_id for row in claimed])
+        except Exception:
+            for row in claimed:  # (claimed by this process: started again by it, later)
+                rt.start_again_later(row.workflow_id)
+            raise
+        for row in claimed:
+            try:
+                start = adopt(rt, row, load_steps=False, recorded=steps.get(row.workflow_id, {}))
+            except Exception:
+                logger.exception("cannot start recovered workflow %s: trying again later",
+                                 row.workflow_id)
+                rt.start_again_later(row.workflow_id)
+                continue
+            if start is None:
+                continue  # (dead-lettered, or cancelled past its deadline)
+            started.append(row.workflow_id)
+            if start.run is not None:
+                dispatch(rt, registry.get_workflow(row.name), start)
+    done = {row.workflow_id for row in claimed}
+    rest = [w for w in workflow_ids if w not in done]
+    for workflow_id, queue_name in rt.store.requeue_many(rest, expected_owner, now):
+        done.add(workflow_id)
+        rt.notifier.notify("queues", queue_name)
+    return started, [w for w in rest if w not in done]
+
+
 def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
     now = _now()
     claimed = rt.store.claim_workflow(
@@ -172,13 +214,19 @@ def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
     )
     if claimed is None:
         return None
-    return adopt(rt, claimed, load_steps=True)
+    try:
+        return adopt(rt, claimed, load_steps=True)
+    except Exception:
+        rt.start_again_later(row.workflow_id)  # (claimed by this process: not left stranded)
+        raise
 
 
-def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool) -> Start | None:
+def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool,
+          recorded: dict[int, StepRow] | None = None) -> Start | None:
     """Prepare a workflow this process just claimed (by recovery or dequeue)
     to run here: dead-letter it past its recovery attempts, cancel it past its
-    deadline, else load its recorded steps (when it may have some) and track it."""
+    deadline, else load its recorded steps (when it may have some, unless
+    given as ``recorded``) and track it."""
     now = _now()
     info = registry.get_workflow(claimed.name)
     if claimed.recovery_attempts > info.max_recovery_attempts + 1:
@@ -194,7 +242,8 @@ def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool) -> Start | Non
         rt.notifier.notify("status", claimed.workflow_id)
         return None
     args, kwargs = serialization.deserialize_inputs(rt.serializer, claimed.inputs or "null")
-    recorded = rt.store.load_steps(claimed.workflow_id) if load_steps else None
+    if load_steps:
+        recorded = rt.store.load_steps(claimed.workflow_id)
     ctx = WorkflowContext(
         claimed.workflow_id, claimed.name, recorded=recorded,
         deadline_epoch_ms=claimed.deadline_epoch_ms,

@@ -382,6 +382,19 @@ class SystemStore(abc.ABC):
         succeeds. Returns the updated row, or None when the claim lost."""
 
     @abc.abstractmethod
+    def claim_workflows(
+        self, workflow_ids: list[str], expected_owner: str | None, new_owner: str,
+        executor_id: str, now: int, names: list[str],
+    ) -> list[WorkflowRow]:
+        """:meth:`claim_workflow` for many workflows of one owner in one
+        statement (a take-over of a dead executor's work): those of
+        ``workflow_ids`` that are PENDING under ``expected_owner``, not
+        suspended, not queued (a queued one goes back to its queue instead,
+        see :meth:`requeue_many`) and whose function is one of ``names``
+        (the caller runs only those). Returns the rows claimed, in no order;
+        the others are left as they are."""
+
+    @abc.abstractmethod
     def set_workflow_status(
         self, workflow_id: str, status: str, now: int, *, only_if: frozenset[str] | None = None,
         error: str | None = None,
@@ -429,6 +442,11 @@ class SystemStore(abc.ABC):
     def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
         """Every recorded step of the workflow, by function_id. One read; the
         runtime calls it once per recovered workflow."""
+
+    @abc.abstractmethod
+    def load_steps_many(self, workflow_ids: list[str]) -> dict[str, dict[int, StepRow]]:
+        """:meth:`load_steps` of many workflows in one read, by workflow ID
+        (a workflow with no recorded step has no entry)."""
 
     @abc.abstractmethod
     def transaction(
@@ -555,6 +573,12 @@ class SystemStore(abc.ABC):
         ``started=False`` (claimed, then given back before it ran) the claim's
         recovery attempt is taken back; otherwise the attempts stay at 1 or
         more, so the next dequeue loads what the workflow recorded."""
+
+    @abc.abstractmethod
+    def requeue_many(self, workflow_ids: list[str], expected_owner: str | None, now: int
+                     ) -> list[tuple[str, str]]:
+        """:meth:`requeue` (of started workflows) for many workflows of one
+        owner in one statement; (workflow ID, queue name) of each requeued."""
 
     @abc.abstractmethod
     def next_rate_slot(self, queue_name: str, period_ms: int, now: int) -> int | None:

@@ -457,6 +457,24 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
     # One given back before it started takes its claim's attempt back instead,
     # and the application version its claim gave it (migration 13): any
     # executor of the latest version may take it, as before the claim.
+    params = {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now}
+    return store._run(_requeue_sql(store, store._ph("workflow_id"), started), params) == 1
+
+
+def requeue_many(store: SQLStore, workflow_ids: list[str], expected_owner: str | None,
+                 now: int) -> list[tuple[str, str]]:
+    """:func:`requeue` of started workflows, many in one statement."""
+    if not workflow_ids:
+        return []
+    params: dict[str, Any] = {"expected_owner": expected_owner, "now": now}
+    picked = store._pick_owned(workflow_ids, params, "queue_name IS NOT NULL")
+    sql = _requeue_sql(store, picked, True, many=True)
+    return [(r[0], r[1]) for r in store._all(sql + " RETURNING workflow_id, queue_name", params)]
+
+
+def _requeue_sql(store: SQLStore, ids: str, started: bool, many: bool = False) -> str:
+    """The UPDATE of :func:`requeue` for the workflow ID ``ids`` (a
+    placeholder), or with ``many`` for those a SELECT picked."""
     ph = store._ph
     if started:
         undo = "recovery_attempts = CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END"
@@ -464,15 +482,13 @@ def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: 
         undo = ("recovery_attempts = CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 "
                 "ELSE 0 END, application_version = CASE WHEN version_from_claim "
                 "THEN NULL ELSE application_version END, version_from_claim = NULL")
-    sql = (
-        f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
-        f"updated_at = {ph('now')}, {undo} "
-        f"WHERE workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
-        f"AND queue_name IS NOT NULL "
-        f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')"
-    )
-    params = {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now}
-    return store._run(sql, params) == 1
+    head = (f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
+            f"updated_at = {ph('now')}, {undo} ")
+    if many:  # (the SELECT checked the rows)
+        return head + f"WHERE workflow_id IN ({ids})"
+    return head + (
+        f"WHERE workflow_id = {ids} AND status = 'PENDING' AND queue_name IS NOT NULL "
+        f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')")
 
 
 def next_rate_slot(store: SQLStore, queue_name: str, period_ms: int, now: int) -> int | None:

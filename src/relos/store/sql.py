@@ -358,6 +358,39 @@ class SQLStore(base.SystemStore):
             r = conn.execute(self.q["claim_workflow"], params).fetchone()
         return None if r is None else WorkflowRow(*r)
 
+    def claim_workflows(
+        self, workflow_ids: list[str], expected_owner: str | None, new_owner: str,
+        executor_id: str, now: int, names: list[str],
+    ) -> list[WorkflowRow]:
+        if not workflow_ids or not names:
+            return []
+        ph = self._ph
+        params: dict[str, Any] = {"expected_owner": expected_owner, "new_owner": new_owner,
+                                  "executor_id": executor_id, "now": now}
+        picked = self._pick_owned(workflow_ids, params, "queue_name IS NULL AND name IN "
+                                  f"({self._in_list('n', names, params)})")
+        sql = (f"UPDATE {self.prefix}workflow_status SET owner = {ph('new_owner')}, "
+               f"executor_id = {ph('executor_id')}, "
+               f"recovery_attempts = recovery_attempts + 1, updated_at = {ph('now')} "
+               f"WHERE workflow_id IN ({picked}) RETURNING {', '.join(WORKFLOW_COLUMNS)}")
+        with self._errors(), self._tx() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [WorkflowRow(*r) for r in rows]
+
+    def _pick_owned(self, workflow_ids: list[str], params: dict[str, Any], also: str) -> str:
+        """The SELECT of a batch take-over: those of ``workflow_ids`` PENDING
+        under the ``expected_owner`` parameter, not suspended, and ``also``.
+        On PostgreSQL it locks them and skips those another take-over holds
+        (which no longer have that owner once it commits): concurrent
+        take-overs split the work without waiting on each other or
+        deadlocking; the rows are checked at their latest version."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.backend == "postgres" else ""
+        return (f"SELECT workflow_id FROM {self.prefix}workflow_status "
+                f"WHERE workflow_id IN ({self._in_list('w', workflow_ids, params)}) "
+                f"AND status = 'PENDING' AND wake_at_epoch_ms IS NULL AND {also} "
+                f"AND COALESCE(owner, '') = COALESCE(CAST({self._ph('expected_owner')} AS TEXT), '')"
+                f"{lock}")
+
     def set_workflow_status(
         self, workflow_id: str, status: str, now: int, *, only_if: frozenset[str] | None = None,
         error: str | None = None,
@@ -440,6 +473,19 @@ class SQLStore(base.SystemStore):
     def load_steps(self, workflow_id: str) -> dict[int, StepRow]:
         rows = self._fetch(self.st["load_steps"], (workflow_id,), ALL)
         return {r[1]: StepRow(*r) for r in rows}
+
+    def load_steps_many(self, workflow_ids: list[str]) -> dict[str, dict[int, StepRow]]:
+        found: dict[str, dict[int, StepRow]] = {}
+        if not workflow_ids:
+            return found
+        params: dict[str, Any] = {}
+        sql = (f"SELECT {', '.join(STEP_COLUMNS)} FROM {self.prefix}operation_outputs "
+               f"WHERE workflow_id IN ({self._in_list('w', workflow_ids, params)}) "
+               f"ORDER BY workflow_id, function_id")
+        for r in self._all(sql, params):
+            step = StepRow(*r)
+            found.setdefault(step.workflow_id, {})[step.function_id] = step
+        return found
 
     def transaction(self, isolation_level: str | None) -> AbstractContextManager[Any]:
         return self._tx(isolation_level)
@@ -578,6 +624,10 @@ class SQLStore(base.SystemStore):
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
                 started: bool = True) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now, started)
+
+    def requeue_many(self, workflow_ids: list[str], expected_owner: str | None, now: int
+                     ) -> list[tuple[str, str]]:
+        return queue_sql.requeue_many(self, workflow_ids, expected_owner, now)
 
     def next_rate_slot(self, queue_name: str, period_ms: int, now: int) -> int | None:
         return queue_sql.next_rate_slot(self, queue_name, period_ms, now)
