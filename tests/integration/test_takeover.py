@@ -114,3 +114,39 @@ def test_workflows_recovered_at_launch_find_the_runtime(db_url: str) -> None:
         assert [DBOS.retrieve_workflow(w).get_result(timeout_seconds=20) for w in ids] == ids
     finally:
         DBOS.destroy()
+
+
+
+def test_the_heartbeat_keeps_its_pace_whatever_holds_up_other_maintenance(
+        db_url: str, monkeypatch: Any) -> None:
+    """A lease of 0.4 s is kept (four heartbeats a lease) even while this
+    process's maintenance work is stuck for seconds (a long recovery pass, a
+    slow cancel check): a heartbeat held up by it would let other executors
+    take over the workflows still running here."""
+    from relos.runtime import liveness
+    from relos.runtime.runtime import Runtime
+
+    stuck = []
+
+    def slow_check(self: Runtime) -> None:
+        stuck.append(time.monotonic())
+        time.sleep(2.0)
+
+    monkeypatch.setattr(Runtime, "_notice_external_cancels", slow_check)
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url, "executor_lease_seconds": 0.4})
+    DBOS.launch()
+    try:
+        from relos import dbos as facade
+
+        rt = facade._runtime
+        assert rt is not None
+        _eventually(lambda: stuck)
+        end = time.monotonic() + 2.5
+        while time.monotonic() < end:
+            [me] = [r for r in rt.store.get_executors() if r.instance_id == rt.instance_id]
+            now = int(time.time() * 1000)
+            assert liveness.state(me, now, 0.4) == "live", now - me.heartbeat_at
+            time.sleep(0.05)
+    finally:
+        DBOS.destroy()

@@ -1,14 +1,14 @@
 """The launched runtime: one per process, created by ``DBOS.launch()``.
 
 It owns the store, the serializer, the threads that run workflows, the set of
-workflows running here, and one maintenance thread that heartbeats this
-executor, notices workflows cancelled from elsewhere, fires deadlines, and
-periodically recovers PENDING workflows whose owner process is gone.
+workflows running here, a heartbeat thread, and one maintenance thread that
+notices workflows cancelled from elsewhere, fires deadlines, and periodically
+recovers PENDING workflows whose owner process is gone.
 
 Ownership: every PENDING workflow row names the process (``owner`` = this
 runtime's ``instance_id``) running it. A process takes over a workflow only by
 a compare-and-swap of that owner, and only when the owner is dead: on this host
-its PID no longer exists, on another host its heartbeat is older than the lease.
+its PID no longer exists, or (any host) its heartbeat is older than the lease.
 """
 
 from __future__ import annotations
@@ -217,6 +217,7 @@ class Runtime:
         self._gc_before = _raise_gc_threshold(self.config.gc_threshold)
         self.launched = True
         runner = self.queue_runner = QueueRunner(self, self.listen_queues)
+        self._spawn(self._heartbeats, "relos-heartbeat")
         self._spawn(self._maintenance, "relos-maintenance")
         self._spawn(self.recover_pending, "relos-recovery")
         self._spawn(lambda: runner.run(self._stop), "relos-queues")
@@ -470,15 +471,24 @@ class Runtime:
 
     # --- background work -----------------------------------------------------------------
 
+    def _heartbeats(self) -> None:
+        """Tell the cluster this process is alive, four times a lease. A thread
+        of its own: other executors take over the workflows of a process whose
+        heartbeat is older than the lease, so no other work here (a long
+        recovery pass, a slow cancel check) may hold it up."""
+        while not self._stop.wait(self.config.executor_lease_seconds / 4):
+            try:
+                self.store.heartbeat(self.instance_id, now_ms())
+            except errors.RelosError as exc:
+                if not self._stop.is_set():
+                    logger.warning("heartbeat: %s", exc)
+
     def _maintenance(self) -> None:
-        last_heartbeat = last_recovery = time.monotonic()
+        last_recovery = time.monotonic()
         while not self._stop.is_set():
             self._fire_deadlines()
             now = time.monotonic()
             try:
-                if now - last_heartbeat >= self.config.executor_lease_seconds / 4:
-                    self.store.heartbeat(self.instance_id, now_ms())
-                    last_heartbeat = now
                 self._notice_external_cancels()
                 if self._unwritten:
                     self._rerun_unwritten()
@@ -494,7 +504,7 @@ class Runtime:
     def _next_tick(self) -> float:
         with self._active_lock:
             first = self._deadlines[0][0] if self._deadlines else None
-        tick = 1.0
+        tick = min(1.0, self.config.recovery_interval_seconds)
         if first is not None:
             tick = min(tick, max(0.0, (first - now_ms()) / 1000))
         return tick
