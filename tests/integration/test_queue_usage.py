@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -565,3 +566,44 @@ def test_only_a_dequeuing_process_hears_other_processes_enqueues(
                 other.execute("SELECT pg_notify('relos_wake', 'probe')")
                 probed.wait(0.05)
             assert queued.is_set() == (listen is None)
+
+
+def test_a_busy_executor_leaves_out_the_queues_that_came_up_empty(
+        db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor serving one busy queue among many empty ones claims from
+    the empty ones again only when an enqueue to them is heard (or a poll
+    interval passed), not in every round: on PostgreSQL, where other
+    processes' enqueues are heard. On SQLite it polls every queue each round,
+    and hears this process's enqueues the same way."""
+    from relos import queues as queues_module
+    from relos.dbos import _rt
+
+    monkeypatch.setattr(queues_module, "_queues", {})  # (these queues, for this test only)
+    busy = Queue("tq_busy_" + uuid.uuid4().hex[:6])
+    empty = [Queue(f"tq_empty_{i}_" + uuid.uuid4().hex[:6]) for i in range(12)]
+    with launched(db_url, max_workflow_threads=2, poll_interval_seconds=30.0):
+        store = _rt().store
+        polls: Counter[str] = Counter()
+        dequeue = store.dequeue
+
+        def counted(queue: Any, *args: Any, **kwargs: Any) -> Any:
+            polls[queue.name] += 1
+            return dequeue(queue, *args, **kwargs)
+
+        monkeypatch.setattr(store, "dequeue", counted)
+        handles = busy.enqueue_many(tq_add, [(i,) for i in range(300)])
+        assert results(handles) == list(range(300))
+        rounds = polls[busy.name]
+        assert rounds >= 10, polls  # (two threads: many small claims)
+        if backend == "postgres":
+            assert max(polls[q.name] for q in empty) <= 2, polls
+        else:
+            assert min(polls[q.name] for q in empty) >= rounds - 2, polls
+        # An enqueue to a queue left out is heard: it runs at once, not at the
+        # next poll (30 s), while the busy queue's work goes on.
+        more = busy.enqueue_many(tq_add, [(i,) for i in range(300)])
+        t0 = time.monotonic()
+        late = empty[5].enqueue(tq_add, 1, 2)
+        assert late.get_result(timeout_seconds=DEADLINE) == 3
+        assert time.monotonic() - t0 < 10.0
+        assert results(more) == list(range(300))

@@ -328,6 +328,8 @@ class QueueRunner:
         self._helper: ThreadPoolExecutor | None = None
         #: How long to wait when idle (delays, rate limits, queues' poll intervals).
         self.idle_wait = wakeups.IdleWait(rt)
+        #: Which queues a round may leave out (came up empty, nothing heard since).
+        self.dry = wakeups.DryQueues(rt)
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -371,6 +373,7 @@ class QueueRunner:
         """Read the latest version again at the next dequeue (this process
         changed it), and wake the dequeuer."""
         self._latest_at = -1.0e9
+        self.dry.forget()  # (workflows of this version may wait in queues that came up empty)
         self.rt.notifier.notify("queues", "*")
 
     def run(self, stop: threading.Event) -> None:
@@ -392,12 +395,14 @@ class QueueRunner:
             keys = [("queues", n) for n in names] + [("queues", "*")]
             # Subscribed before each round reads the database, so an enqueue
             # announced while a round runs is not lost until the next poll.
-            with rt.notifier.subscribe(keys) as woke:
+            with rt.notifier.subscribe(keys) as woke, self.dry.listening(names):
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
                         if self.idle_wait.start_round():
                             self._scan_from.clear()
+                        if self.idle_wait.delay_ended:
+                            self.dry.forget()
                         self._start_ready()
                         claimed = self._round(names)
                     except Exception as exc:  # the loop must outlive any one failure
@@ -478,7 +483,7 @@ class QueueRunner:
         any; None when it had no room to claim."""
         rt = self.rt
         queue = self.settings(name)
-        if queue is None:
+        if queue is None or self.dry.skip(queue):
             return False
         free = rt.free_workflow_slots() - len(self._ready)
         limited = (queue.concurrency is not None or queue.worker_concurrency is not None
@@ -497,7 +502,9 @@ class QueueRunner:
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
         now = _now()
+        self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
+        self.dry.claimed(name, bool(rows))
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
         if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:
