@@ -161,6 +161,20 @@ def executor(instance_id: str, **kw: Any) -> ExecutorRow:
     return ExecutorRow(**fields)
 
 
+def test_the_database_clock_runs_in_epoch_milliseconds(store):
+    """(The test's database server runs on this host: its clock is this host's.)"""
+    import time
+
+    before = int(time.time() * 1000)
+    first = store.clock_ms()
+    time.sleep(0.02)
+    second = store.clock_ms()
+    after = int(time.time() * 1000)
+    assert isinstance(first, int)
+    assert before - 1_000 <= first < second <= after + 1_000
+    assert second - first >= 15  # the time now, not a transaction's start
+
+
 def test_register_heartbeat_deregister_executors(store):
     a = executor("inst-a", started_at=T0)
     b = executor("inst-b", started_at=T0 + 1, executor_id="exec-b", application_version=None)

@@ -150,3 +150,33 @@ def test_the_heartbeat_keeps_its_pace_whatever_holds_up_other_maintenance(
             time.sleep(0.05)
     finally:
         DBOS.destroy()
+
+
+def test_heartbeats_are_the_databases_time_whatever_the_hosts_clock(
+        db_url: str, monkeypatch: Any) -> None:
+    """An executor on a host whose clock is an hour behind still beats in the
+    database's time: judged by it (as every executor and `relos executors`
+    judge), it is alive, not an hour dead (its workflows taken over while it
+    runs them); nor, a clock ahead, alive an hour after it died."""
+    from relos.runtime import liveness
+    from relos.runtime import runtime as runtime_module
+
+    real = runtime_module.now_ms
+    monkeypatch.setattr(runtime_module, "now_ms", lambda: real() - 3_600_000)
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url, "executor_lease_seconds": 0.4})
+    DBOS.launch()
+    try:
+        from relos import dbos as facade
+
+        rt = facade._runtime
+        assert rt is not None
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:
+            [me] = [r for r in rt.store.get_executors() if r.instance_id == rt.instance_id]
+            now = rt.store.clock_ms()
+            assert abs(now - real()) < 5_000  # (this test's database runs on this host)
+            assert liveness.state(me, now, 0.4) == "live", now - me.heartbeat_at
+            time.sleep(0.05)
+    finally:
+        DBOS.destroy()

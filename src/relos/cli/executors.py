@@ -36,7 +36,7 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
                                                                     for r in rows})):
             if owner in pending:
                 pending[owner] += 1
-    now = common.now_ms()
+        now = store.clock_ms()  # (heartbeats are the database's time)
     listed = []
     for r in rows:
         st = liveness.state(r, now, lease)

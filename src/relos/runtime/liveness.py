@@ -2,7 +2,9 @@
 
 A stopped executor (``stopped_at`` set by a clean shutdown) is gone. One on
 this host is dead as soon as its PID no longer exists. Otherwise it is alive
-while its heartbeat is younger than the lease.
+while its heartbeat is younger than the lease. Heartbeats are written in the
+database's time and judged by it (``SystemStore.clock_ms``): callers pass
+that clock as ``now_ms``.
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ class Runtime:
         self.store.register_executor(ExecutorRow(
             instance_id=self.instance_id, executor_id=self.config.executor_id,
             application_version=self.app_version, hostname=self.hostname, pid=self.pid,
-            started_at=now, heartbeat_at=now,
+            started_at=now, heartbeat_at=self.store.clock_ms(),
         ))
         # A version launched for the first time becomes the latest one. Not so
         # for a process that dequeues from no queue (DBOS.listen_queues([])), such
@@ -414,7 +414,7 @@ class Runtime:
             return True
         rows = self.store.get_executors([owner])
         return bool(rows) and liveness.state(
-            rows[0], now_ms(), self.config.executor_lease_seconds) == "live"
+            rows[0], self.store.clock_ms(), self.config.executor_lease_seconds) == "live"
 
     def recover_pending(self) -> list[str]:
         """Take over the PENDING workflows whose owner process is gone: those of
@@ -427,7 +427,7 @@ class Runtime:
 
         claimed: list[str] = []
         try:
-            now = now_ms()
+            now = self.store.clock_ms()  # (heartbeats are the database's time)
             lease = self.config.executor_lease_seconds
             states = {r.instance_id: (r.executor_id, liveness.state(r, now, lease))
                       for r in self.store.get_executors()}
@@ -475,10 +475,12 @@ class Runtime:
         """Tell the cluster this process is alive, four times a lease. A thread
         of its own: other executors take over the workflows of a process whose
         heartbeat is older than the lease, so no other work here (a long
-        recovery pass, a slow cancel check) may hold it up."""
+        recovery pass, a slow cancel check) may hold it up. Heartbeats are
+        the database's time (``clock_ms``), as is the time they are judged
+        by: hosts whose clocks disagree agree on who is alive."""
         while not self._stop.wait(self.config.executor_lease_seconds / 4):
             try:
-                self.store.heartbeat(self.instance_id, now_ms())
+                self.store.heartbeat(self.instance_id, self.store.clock_ms())
             except errors.RelosError as exc:
                 if not self._stop.is_set():
                     logger.warning("heartbeat: %s", exc)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import functools
 import operator
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -316,6 +317,13 @@ class SystemStore(abc.ABC):
         False)."""
 
     # --- executors -------------------------------------------------------------------
+
+    def clock_ms(self) -> int:
+        """The database's clock, in epoch milliseconds: heartbeats are written
+        and judged by it, so that executors on hosts whose clocks disagree
+        still agree on which of them is alive. An embedded database's clock
+        is this host's."""
+        return int(time.time() * 1000)
 
     @abc.abstractmethod
     def register_executor(self, row: ExecutorRow) -> None:

@@ -154,6 +154,11 @@ def _most_recent_first(pool: Any) -> Any:
     return pool
 
 
+#: The server's clock in epoch milliseconds (the time now, not the
+#: transaction's start).
+_CLOCK_SQL = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+
 def _check_idle(conn: Any) -> None:
     """Pool check, run on every checkout without a round trip: an idle
     connection whose socket turned readable has been closed or terminated by
@@ -381,6 +386,10 @@ class PostgresStore(SQLStore):
                 return 0
             r = conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {self.prefix}migrations")
             return int(r.fetchone()[0])
+
+    def clock_ms(self) -> int:
+        with self._errors():
+            return int(self._execute(_CLOCK_SQL, (), ONE)[0])
 
     def start_listener(self, on_change: Callable[[str, str], None],
                        queues: bool = True) -> None:
