@@ -250,7 +250,8 @@ def test_enqueues_are_announced_to_other_processes(
     """On PostgreSQL an enqueue wakes other processes' dequeuers (one row, or
     a batch): from the status trigger, or after commit while the process has
     other enqueues in flight; rows inserted by plain SQL are announced by the
-    trigger; delayed rows are not announced."""
+    trigger. Delayed rows are announced too (migration 16: a listener then
+    reads the next delay end again)."""
     if store.backend != "postgres":
         pytest.skip("SQLite processes poll: nothing is announced")
     other = open_store(db_url)  # another process's store, listening
@@ -259,7 +260,7 @@ def test_enqueues_are_announced_to_other_processes(
         store.enqueue([queued("a1", "qa")])
         store.enqueue([queued(f"b{i:02}", "qb") for i in range(BIG)])
         store.enqueue([queued("d1", "qd", status=DELAYED, delay_until_epoch_ms=T0 + 10)])
-        wait_for({"qa", "qb"})
+        wait_for({"qa", "qb", "qd"})
         # While another enqueue of the process is in flight (held here), the
         # trigger stays quiet and the process announces after commit.
         store._enqueuing += 1  # type: ignore[attr-defined]
@@ -273,7 +274,17 @@ def test_enqueues_are_announced_to_other_processes(
                    "created_at, updated_at, queue_name) VALUES "
                    "('plain', 'ENQUEUED', 'queued_wf', 'x', 0, 0, 'qsql')")
         wait_for({"qsql"})
-        assert "qd" not in heard
+        sql(store, "INSERT INTO {p}workflow_status (workflow_id, status, name, executor_id, "
+                   "created_at, updated_at, queue_name, delay_until_epoch_ms) VALUES "
+                   "('plain-delayed', 'DELAYED', 'queued_wf', 'x', 0, 0, 'qsqld', 5)")
+        wait_for({"qsqld"})
+        # Rows not waiting in a queue are not announced.
+        sql(store, "INSERT INTO {p}workflow_status (workflow_id, status, name, executor_id, "
+                   "created_at, updated_at, queue_name) VALUES "
+                   "('plain-pending', 'PENDING', 'queued_wf', 'x', 0, 0, 'qpending')")
+        store.enqueue([queued("probe", "qprobe")])
+        wait_for({"qprobe"})  # (announcements arrive in commit order)
+        assert "qpending" not in heard
     finally:
         other.close()
 

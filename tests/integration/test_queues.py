@@ -550,6 +550,31 @@ def test_delay_seconds(dbos: Any) -> None:
         assert status_of(basic_queue.enqueue(tq_add, 1)) in (ENQUEUED, PENDING, SUCCESS)
 
 
+def test_another_processs_delayed_workflow_starts_on_time_where_enqueues_are_heard(
+        db_url: str, backend: str, raw_store: SystemStore) -> None:
+    """On PostgreSQL an enqueue of a DELAYED workflow is announced like any
+    other: an idle executor hearing it reads the next delay end again and
+    wakes up then, not at its next poll (10 s here) nor the one after."""
+    from relos.store.base import WorkflowRow
+
+    if backend != "postgres":
+        pytest.skip("SQLite cannot announce another process's enqueue")
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=10.0,
+                  use_listen_notify=True):
+        time.sleep(0.5)  # (the runner has read the next delay end: none, and gone idle)
+        tag = new_tag()
+        now = int(time.time() * 1000)
+        end = now + 1_500
+        raw_store.enqueue([WorkflowRow(
+            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
+            "elsewhere", now, now, queue_name=basic_queue.name, delay_until_epoch_ms=end,
+            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
+        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
+            timeout_seconds=DEADLINE) == "there"
+        [span] = started(tag)
+        assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.75, span.start - end / 1000
+
+
 def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
         db_url: str, raw_store: SystemStore) -> None:
     """An idle executor wakes up when the next delay ends: for a workflow it

@@ -395,7 +395,8 @@ class QueueRunner:
             keys = [("queues", n) for n in names] + [("queues", "*")]
             # Subscribed before each round reads the database, so an enqueue
             # announced while a round runs is not lost until the next poll.
-            with rt.notifier.subscribe(keys) as woke, self.dry.listening(names):
+            with rt.notifier.subscribe(keys) as woke, \
+                    rt.notifier.subscribe(keys[:-1]) as enqueued, self.dry.listening(names):
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
@@ -415,6 +416,9 @@ class QueueRunner:
                         stop.wait(rt.poll_interval)
                         continue
                     if not claimed:
+                        if enqueued.is_set():  # (not "*": a thread freed, say)
+                            enqueued.clear()
+                            self.idle_wait.heard_enqueue()
                         woke.wait(self.idle_wait.seconds(names))
                         self._gather_room()
         self._give_back_ready()

@@ -7,7 +7,9 @@ process, a NOTIFY from another) or its poll interval, whichever comes first.
 * the ``polling_interval_sec`` of a queue it listens to, if shorter;
 * the end of the next delay in its queues (DELAYED workflows): told by the
   enqueues of this process, and read from the database (over the index of
-  DELAYED rows, migration 15) at most once a poll interval;
+  DELAYED rows, migration 15) at most once a poll interval, and again after
+  an enqueue to its queues was heard (on PostgreSQL, enqueues of DELAYED
+  workflows are announced too, migration 16);
 * the moment a rate limit frees up, for each rate-limited queue that could
   not claim all it had room for in the last round (the oldest start its
   period still counts, read from the queue's ledger when the runner goes idle).
@@ -104,6 +106,12 @@ class IdleWait:
             return False
         self._scan_forced_at = time.monotonic()
         return True
+
+    def heard_enqueue(self) -> None:
+        """An enqueue to the runner's queues was heard since it last waited:
+        it may have been a delayed workflow's (another process's, which told
+        nothing else), so read the next delay end again before waiting."""
+        self._read_at = float("-inf")
 
     def held_back(self, name: str, period_ms: int) -> None:
         """The rate-limited queue claimed less than it had room for this round
