@@ -575,6 +575,37 @@ def test_another_processs_delayed_workflow_starts_on_time_where_enqueues_are_hea
         assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.75, span.start - end / 1000
 
 
+def test_another_processs_delayed_workflow_starts_on_time_while_the_executor_is_busy(
+        db_url: str, backend: str, raw_store: SystemStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same while the executor is busy with another queue: the delayed
+    workflow's queue, which came up empty, is not left out past its delay."""
+    from relos.store.base import WorkflowRow
+
+    if backend != "postgres":
+        pytest.skip("SQLite cannot announce another process's enqueue")
+    monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
+    quiet = Queue("tq_quiet_" + uuid.uuid4().hex[:6])
+    with launched(db_url, listen=[basic_queue, quiet], max_workflow_threads=2,
+                  poll_interval_seconds=10.0, use_listen_notify=True):
+        busy_tag, tag = new_tag(), new_tag()
+        busy = basic_queue.enqueue_many(tq_timed, [(busy_tag, i, 0.05) for i in range(80)])
+        wait_until(lambda: len(started(busy_tag)) >= 4, "the executor to be busy")
+        now = int(time.time() * 1000)
+        end = now + 700
+        raw_store.enqueue([WorkflowRow(
+            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
+            "elsewhere", now, now, queue_name=quiet.name, delay_until_epoch_ms=end,
+            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
+        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
+            timeout_seconds=DEADLINE) == "there"
+        [span] = started(tag)
+        still_busy = len(started(busy_tag)) < 80
+        results(busy)
+    assert still_busy, "the executor was no longer busy: make its work longer"
+    assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.5, span.start - end / 1000
+
+
 def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
         db_url: str, raw_store: SystemStore) -> None:
     """An idle executor wakes up when the next delay ends: for a workflow it

@@ -7,9 +7,9 @@ process, a NOTIFY from another) or its poll interval, whichever comes first.
 * the ``polling_interval_sec`` of a queue it listens to, if shorter;
 * the end of the next delay in its queues (DELAYED workflows): told by the
   enqueues of this process, and read from the database (over the index of
-  DELAYED rows, migration 15) at most once a poll interval, and again after
-  an enqueue to its queues was heard (on PostgreSQL, enqueues of DELAYED
-  workflows are announced too, migration 16);
+  DELAYED rows, migration 15) at most once a poll interval, and at once
+  when an enqueue heard from another process found nothing to claim (on
+  PostgreSQL, enqueues of DELAYED workflows are announced too, migration 16);
 * the moment a rate limit frees up, for each rate-limited queue that could
   not claim all it had room for in the last round (the oldest start its
   period still counts, read from the queue's ledger when the runner goes idle).
@@ -107,11 +107,16 @@ class IdleWait:
         self._scan_forced_at = time.monotonic()
         return True
 
-    def heard_enqueue(self) -> None:
-        """An enqueue to the runner's queues was heard since it last waited:
-        it may have been a delayed workflow's (another process's, which told
-        nothing else), so read the next delay end again before waiting."""
-        self._read_at = float("-inf")
+    def read_delay_ends(self, names: list[str]) -> None:
+        """Read the next delay end of ``names`` now (an enqueue was heard and
+        found nothing to claim: it may have been a delayed workflow's). When
+        it comes, the round that follows polls every queue (see
+        :meth:`start_round` and ``DryQueues.forget``)."""
+        try:
+            self._read = self.rt.store.next_delay_end(names, _now())
+            self._read_at = time.monotonic()
+        except errors.RelosError as exc:  # (the next round will say what is wrong)
+            logger.debug("cannot read when the next delay ends: %s", exc)
 
     def held_back(self, name: str, period_ms: int) -> None:
         """The rate-limited queue claimed less than it had room for this round
@@ -192,14 +197,16 @@ class DryQueues:
             return False
         return time.monotonic() - since < poll_interval(self.rt, queue.name)
 
-    def claiming(self, name: str) -> None:
+    def claiming(self, name: str) -> bool:
         """Before a claim from the queue: what was heard so far it will see
         (and until it says otherwise, the queue is not dry: a claim that
-        fails leaves it polled)."""
+        fails leaves it polled). Whether an enqueue to it was heard."""
         self._since.pop(name, None)
         heard = self._heard.get(name)
-        if heard is not None:
-            heard.clear()
+        if heard is None or not heard.is_set():
+            return False
+        heard.clear()
+        return True
 
     def claimed(self, name: str, any_claimed: bool) -> None:
         """After a claim with room to claim: whether it found work."""
