@@ -550,29 +550,44 @@ def test_delay_seconds(dbos: Any) -> None:
         assert status_of(basic_queue.enqueue(tq_add, 1)) in (ENQUEUED, PENDING, SUCCESS)
 
 
+def delayed_elsewhere(raw_store: SystemStore, queue_name: str, delay_ms: int
+                     ) -> tuple[str, int]:
+    """A ``tq_timed`` workflow DELAYED by ``delay_ms`` in ``queue_name``, written
+    as another process would (beside the runtime under test): its tag, and
+    when its delay ends (epoch ms)."""
+    from relos.store.base import WorkflowRow
+
+    tag = new_tag()
+    now = int(time.time() * 1000)
+    end = now + delay_ms
+    raw_store.enqueue([WorkflowRow(
+        "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
+        "elsewhere", now, now, queue_name=queue_name, delay_until_epoch_ms=end,
+        inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
+    return tag, end
+
+
+def started_after_delay(tag: str, end: int) -> float:
+    """Once the delayed workflow ``tag`` finished: how long after its delay's
+    end (``end``, epoch ms) it started, in seconds."""
+    assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
+        timeout_seconds=DEADLINE) == "there"
+    [span] = started(tag)
+    return span.start - end / 1000
+
+
 def test_another_processs_delayed_workflow_starts_on_time_where_enqueues_are_heard(
         db_url: str, backend: str, raw_store: SystemStore) -> None:
     """On PostgreSQL an enqueue of a DELAYED workflow is announced like any
     other: an idle executor hearing it reads the next delay end again and
     wakes up then, not at its next poll (10 s here) nor the one after."""
-    from relos.store.base import WorkflowRow
-
     if backend != "postgres":
         pytest.skip("SQLite cannot announce another process's enqueue")
     with launched(db_url, listen=[basic_queue], poll_interval_seconds=10.0,
                   use_listen_notify=True):
         time.sleep(0.5)  # (the runner has read the next delay end: none, and gone idle)
-        tag = new_tag()
-        now = int(time.time() * 1000)
-        end = now + 1_500
-        raw_store.enqueue([WorkflowRow(
-            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
-            "elsewhere", now, now, queue_name=basic_queue.name, delay_until_epoch_ms=end,
-            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
-        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
-            timeout_seconds=DEADLINE) == "there"
-        [span] = started(tag)
-        assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.75, span.start - end / 1000
+        late = started_after_delay(*delayed_elsewhere(raw_store, basic_queue.name, 1_500))
+    assert -0.002 <= late < 0.75, late
 
 
 def test_another_processs_delayed_workflow_starts_on_time_while_the_executor_is_busy(
@@ -580,30 +595,20 @@ def test_another_processs_delayed_workflow_starts_on_time_while_the_executor_is_
 ) -> None:
     """The same while the executor is busy with another queue: the delayed
     workflow's queue, which came up empty, is not left out past its delay."""
-    from relos.store.base import WorkflowRow
-
     if backend != "postgres":
         pytest.skip("SQLite cannot announce another process's enqueue")
     monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
     quiet = Queue("tq_quiet_" + uuid.uuid4().hex[:6])
     with launched(db_url, listen=[basic_queue, quiet], max_workflow_threads=2,
                   poll_interval_seconds=10.0, use_listen_notify=True):
-        busy_tag, tag = new_tag(), new_tag()
+        busy_tag = new_tag()
         busy = basic_queue.enqueue_many(tq_timed, [(busy_tag, i, 0.05) for i in range(80)])
         wait_until(lambda: len(started(busy_tag)) >= 4, "the executor to be busy")
-        now = int(time.time() * 1000)
-        end = now + 700
-        raw_store.enqueue([WorkflowRow(
-            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
-            "elsewhere", now, now, queue_name=quiet.name, delay_until_epoch_ms=end,
-            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
-        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
-            timeout_seconds=DEADLINE) == "there"
-        [span] = started(tag)
+        late = started_after_delay(*delayed_elsewhere(raw_store, quiet.name, 700))
         still_busy = len(started(busy_tag)) < 80
         results(busy)
     assert still_busy, "the executor was no longer busy: make its work longer"
-    assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.5, span.start - end / 1000
+    assert -0.002 <= late < 0.5, late
 
 
 def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
@@ -611,8 +616,6 @@ def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
     """An idle executor wakes up when the next delay ends: for a workflow it
     enqueued itself, and for one another process enqueued (which it hears
     nothing about: read from the database within a poll interval)."""
-    from relos.store.base import WorkflowRow
-
     with launched(db_url, listen=[basic_queue], poll_interval_seconds=3.0,
                   use_listen_notify=False):
         # Here: without the wake-up it would start at the next poll, 3 s after
@@ -628,14 +631,5 @@ def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
         # runner went idle after running the first): the runner reads the next
         # delay end when idle, once a poll interval, so by its poll at about 3 s
         # it knows of the end at 4.5 s; a poll alone would find it at 6 s.
-        tag = new_tag()
-        now = int(time.time() * 1000)
-        end = now + 4_500
-        raw_store.enqueue([WorkflowRow(
-            "tq-delayed-" + tag, DELAYED, relos.dbos._workflow_info(tq_timed).name,
-            "elsewhere", now, now, queue_name=basic_queue.name, delay_until_epoch_ms=end,
-            inputs=f'{{"args": ["{tag}", "there"], "kwargs": {{}}}}')])
-        assert DBOS.retrieve_workflow("tq-delayed-" + tag).get_result(
-            timeout_seconds=DEADLINE) == "there"
-        [span] = started(tag)
-        assert end / 1000 - 0.002 <= span.start < end / 1000 + 0.75, span.start - end / 1000
+        late = started_after_delay(*delayed_elsewhere(raw_store, basic_queue.name, 4_500))
+        assert -0.002 <= late < 0.75, late
