@@ -330,9 +330,6 @@ class QueueRunner:
         self.idle_wait = wakeups.IdleWait(rt)
         #: Which queues a round may leave out (came up empty, nothing heard since).
         self.dry = wakeups.DryQueues(rt)
-        #: Whether, in the current round, a queue an enqueue was heard for had
-        #: nothing to claim.
-        self._heard_in_vain = False
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -461,7 +458,6 @@ class QueueRunner:
         extra = max(0, self._claim_ahead() - rt.config.max_workflow_threads)
         first_served = first_starved = None
         served: set[str] = set()
-        self._heard_in_vain = False
         for i in range(len(names)):
             index = (self._turn + i) % len(names)
             alone = all(n in self._dry for n in names if n != names[index])
@@ -472,11 +468,9 @@ class QueueRunner:
                     first_served = index
             elif polled is None and first_starved is None:
                 first_starved = index
-        if self._heard_in_vain:
-            # An enqueue was heard and its queue had nothing to claim: it may
-            # have been a delayed workflow's (another process's, which told
-            # nothing else). Learn when it is due (DELAYED rows are announced
-            # on PostgreSQL, migration 16).
+        if self.dry.take_heard_in_vain():
+            # Perhaps a delayed workflow's enqueue: learn when it is due
+            # (DELAYED rows are announced on PostgreSQL, migration 16).
             self.idle_wait.read_delay_ends(names)
         if first_served is None:
             return False
@@ -512,10 +506,9 @@ class QueueRunner:
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
         now = _now()
-        heard = self.dry.claiming(name)
+        self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
         self.dry.claimed(name, bool(rows))
-        self._heard_in_vain |= heard and not rows
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
         if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:

@@ -167,10 +167,11 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._deadlines: list[tuple[int, str]] = []
-        #: Workflows that ran here but whose outcome could not be written (the
-        #: database was unreachable or refused the write): still PENDING under
-        #: this process, which no other recovers; rerun here from their
-        #: recorded steps once the database takes writes again.
+        #: Workflows PENDING under this process but not running here: they ran
+        #: and their outcome could not be written (the database was unreachable
+        #: or refused the write), or they were claimed and could not be started.
+        #: No other process recovers them; rerun here from their recorded steps
+        #: once the database takes writes again (``start_again_later``).
         self._unwritten: set[str] = set()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -335,10 +336,6 @@ class Runtime:
         self.notifier.notify("status", workflow_id)
         if freed:
             self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
-
-    def outcome_not_written(self, workflow_id: str) -> None:
-        """The workflow's outcome could not be written: rerun it (see ``_unwritten``)."""
-        self.start_again_later(workflow_id)
 
     def start_again_later(self, workflow_id: str) -> None:
         """A workflow PENDING under this process is not running here (its

@@ -73,10 +73,9 @@ class IdleWait:
         self._scan_forced_at = float("-inf")
         #: The rate-limited queues held back in the current round, with their periods (ms).
         self._held_back: dict[str, int] = {}
-
-    #: Whether a delay waited for ended before the current round (set by
-    #: :meth:`start_round`): its workflow may be in a queue that came up empty.
-    delay_ended = False
+        #: Whether a delay waited for ended before the current round (set by
+        #: :meth:`start_round`): its workflow may be in a queue that came up empty.
+        self.delay_ended = False
 
     def tell_delay_end(self, at: int) -> None:
         """A workflow enqueued here waits until ``at`` (epoch ms)."""
@@ -169,6 +168,10 @@ class DryQueues:
         self._since: dict[str, float] = {}
         #: Per listened queue, set when an enqueue to it is heard.
         self._heard: dict[str, threading.Event] = {}
+        #: Whether the claim under way was told of by an enqueue heard ...
+        self._told = False
+        #: ... and whether, since :meth:`take_heard_in_vain`, such a claim found nothing.
+        self._in_vain = False
 
     @contextlib.contextmanager
     def listening(self, names: list[str]) -> Iterator[None]:
@@ -197,21 +200,29 @@ class DryQueues:
             return False
         return time.monotonic() - since < poll_interval(self.rt, queue.name)
 
-    def claiming(self, name: str) -> bool:
+    def claiming(self, name: str) -> None:
         """Before a claim from the queue: what was heard so far it will see
         (and until it says otherwise, the queue is not dry: a claim that
-        fails leaves it polled). Whether an enqueue to it was heard."""
+        fails leaves it polled)."""
         self._since.pop(name, None)
         heard = self._heard.get(name)
-        if heard is None or not heard.is_set():
-            return False
-        heard.clear()
-        return True
+        self._told = False
+        if heard is not None and heard.is_set():
+            heard.clear()
+            self._told = True
 
     def claimed(self, name: str, any_claimed: bool) -> None:
         """After a claim with room to claim: whether it found work."""
         if not any_claimed and name in self._heard:
             self._since[name] = time.monotonic()
+            self._in_vain |= self._told
+
+    def take_heard_in_vain(self) -> bool:
+        """Whether an enqueue was heard whose queue then had nothing to claim
+        (since the last call): it may have been a delayed workflow's, of
+        another process, which told nothing else."""
+        in_vain, self._in_vain = self._in_vain, False
+        return in_vain
 
     def forget(self) -> None:
         """Poll every queue in the next round (what they hold may have

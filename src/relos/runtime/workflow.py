@@ -389,7 +389,7 @@ def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
         settle(error)
         rt.untrack(workflow_id)
         if error is not None and not isinstance(error, _NOT_UNWRITTEN):
-            rt.outcome_not_written(workflow_id)
+            rt.start_again_later(workflow_id)
 
     write = Write(steps, completion, done)
     if not wait:

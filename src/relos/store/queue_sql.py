@@ -450,16 +450,12 @@ def _claimed(rows: list[Any]) -> list[WorkflowRow]:
 
 def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int,
             started: bool = True) -> bool:
-    # A requeued workflow may have recorded steps (it ran, or was resumed after
-    # running), and the runtime loads the steps of a dequeued workflow only when
-    # its recovery attempts exceed 1 (a fresh one has none to load): so keep the
-    # attempts at 1 or more here, as the next dequeue adds one. resume_workflow
-    # resets them to 0 before a resumed queued workflow comes back this way.
-    # One given back before it started takes its claim's attempt back instead,
-    # and the application version its claim gave it (migration 13): any
-    # executor of the latest version may take it, as before the claim.
+    ph = store._ph
     params = {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now}
-    return store._run(_requeue_sql(store, store._ph("workflow_id"), started), params) == 1
+    where = (f"workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
+             f"AND queue_name IS NOT NULL "
+             f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')")
+    return store._run(_requeue_sql(store, started, where), params) == 1
 
 
 def requeue_many(store: SQLStore, workflow_ids: list[str], expected_owner: str | None,
@@ -469,27 +465,28 @@ def requeue_many(store: SQLStore, workflow_ids: list[str], expected_owner: str |
         return []
     params: dict[str, Any] = {"expected_owner": expected_owner, "now": now}
     picked = store._pick_owned(workflow_ids, params, "queue_name IS NOT NULL")
-    sql = _requeue_sql(store, picked, True, many=True)
+    sql = _requeue_sql(store, True, f"workflow_id IN ({picked})")  # (checked by the SELECT)
     return [(r[0], r[1]) for r in store._all(sql + " RETURNING workflow_id, queue_name", params)]
 
 
-def _requeue_sql(store: SQLStore, ids: str, started: bool, many: bool = False) -> str:
-    """The UPDATE of :func:`requeue` for the workflow ID ``ids`` (a
-    placeholder), or with ``many`` for those a SELECT picked."""
-    ph = store._ph
+def _requeue_sql(store: SQLStore, started: bool, where: str) -> str:
+    """The UPDATE of :func:`requeue` for the rows ``where`` picks."""
+    # A requeued workflow may have recorded steps (it ran, or was resumed after
+    # running), and the runtime loads the steps of a dequeued workflow only when
+    # its recovery attempts exceed 1 (a fresh one has none to load): so keep the
+    # attempts at 1 or more here, as the next dequeue adds one. resume_workflow
+    # resets them to 0 before a resumed queued workflow comes back this way.
+    # One given back before it started takes its claim's attempt back instead,
+    # and the application version its claim gave it (migration 13): any
+    # executor of the latest version may take it, as before the claim.
     if started:
         undo = "recovery_attempts = CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END"
     else:
         undo = ("recovery_attempts = CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 "
                 "ELSE 0 END, application_version = CASE WHEN version_from_claim "
                 "THEN NULL ELSE application_version END, version_from_claim = NULL")
-    head = (f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
-            f"updated_at = {ph('now')}, {undo} ")
-    if many:  # (the SELECT checked the rows)
-        return head + f"WHERE workflow_id IN ({ids})"
-    return head + (
-        f"WHERE workflow_id = {ids} AND status = 'PENDING' AND queue_name IS NOT NULL "
-        f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')")
+    return (f"UPDATE {store.prefix}workflow_status SET status = 'ENQUEUED', owner = NULL, "
+            f"updated_at = {store._ph('now')}, {undo} WHERE {where}")
 
 
 def next_rate_slot(store: SQLStore, queue_name: str, period_ms: int, now: int) -> int | None:
