@@ -4,7 +4,8 @@ tests of test_queue_usage.py).
 
 Usage::
 
-    queue_app.py DATABASE_URL worker LOG_PATH --stop PATH [--hang] [--listen Q ...]
+    queue_app.py DATABASE_URL worker LOG_PATH --stop PATH [--hang] [--stall-mass-after N]
+                 [--listen Q ...]
     queue_app.py DATABASE_URL enqueue LOG_PATH --queue Q --count N [--go PATH]
                  [--step-sleep SECONDS]
 
@@ -12,7 +13,9 @@ Usage::
 ``--listen`` ones), writes ``ready``, and runs what it dequeues until the
 ``--stop`` file appears; then it shuts down cleanly and exits 0. With
 ``--hang`` the second step of :func:`takeover_wf` blocks (until the process
-is killed), so the test can kill it with workflows in flight.
+is killed), so the test can kill it with workflows in flight; with
+``--stall-mass-after N`` every :func:`mass_step` after the process's first N
+blocks the same way.
 
 ``enqueue`` launches relos listening to no queue (so it never runs anything
 itself), optionally waits for the ``--go`` file, enqueues ``--count``
@@ -30,6 +33,7 @@ count executions exactly, even of a process killed a moment later.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -117,9 +121,16 @@ def takeover_wf(i: int) -> list[int]:
 # --- the mass test ---------------------------------------------------------------------
 
 
+#: How many mass steps this process has started (``next`` is atomic under the GIL).
+MASS_STARTED = itertools.count(1)
+
+
 @DBOS.step(name="qapp.mass_step")
 def mass_step(i: int, seconds: float) -> int:
     log("m-start")
+    stall_after = ARGS.stall_mass_after
+    if stall_after is not None and next(MASS_STARTED) > stall_after:
+        time.sleep(LIFETIME_SECONDS)  # "stuck": the test kills the process meanwhile
     time.sleep(seconds)
     return i
 
@@ -194,6 +205,8 @@ def main() -> None:
     parser.add_argument("log")
     parser.add_argument("--stop", help="worker: exit once this file exists")
     parser.add_argument("--hang", action="store_true", help="worker: takeover_b blocks")
+    parser.add_argument("--stall-mass-after", type=int,
+                        help="worker: mass steps after the first N block")
     parser.add_argument("--listen", nargs="*", help="worker: dequeue only from these")
     parser.add_argument("--queue", default="qapp_cluster")
     parser.add_argument("--count", type=int, default=1)

@@ -222,32 +222,37 @@ def test_a_thousand_queued_workflows_survive_a_worker_killed_mid_run(cluster: Cl
     """1,000 queued workflows on 3 worker processes; one is SIGKILLed while it
     runs some of them. Every workflow completes exactly once (its one effect,
     a transaction, is in the effects table once) and none is left PENDING or
-    ENQUEUED."""
-    total = 1000
+    ENQUEUED.
+
+    The victim's steps after its first 40 block, so when it is killed it surely
+    holds a full set of running workflows (its worker concurrency, 8): a kill
+    timed by polling alone could fall between two of its claims."""
+    total, victim_slots = 1000, 8
     store = cluster.store()
     store.migrate()
     _create_effects_table(cluster.url)
-    workers = cluster.workers(3)
-    victim, survivors = workers[0], workers[1:]
+    victim = cluster.workers(1, "--stall-mass-after", "40")[0]
+    survivors = cluster.workers(2)
+    workers = [victim, *survivors]
     t0 = time.monotonic()
     ids = cluster.enqueue("qapp_mass", total, "--step-sleep", "0.005")
     [victim_instance] = [e.instance_id for e in store.get_executors() if e.pid == victim.pid]
 
+    def held_by_victim() -> set[str]:
+        return {r.workflow_id for r in store.list_workflows(
+            ListFilter(status=[PENDING], name="qapp.mass_wf", load_values=False))
+            if r.owner == victim_instance}
+
     def victim_mid_run() -> bool:
-        # A good share done, and the victim holds workflows it is running.
-        if cluster.succeeded("qapp.mass_wf") < total // 4:
-            return False
-        running = store.list_workflows(ListFilter(status=[PENDING], name="qapp.mass_wf",
-                                                  load_values=False))
-        return any(r.owner == victim_instance for r in running)
+        # A good share done, and every slot of the victim holds a running workflow.
+        return (cluster.succeeded("qapp.mass_wf") >= total // 4
+                and len(held_by_victim()) == victim_slots)
 
     cluster.wait_for(victim_mid_run, "the victim to be mid-run", *workers)
     cluster.kill(victim)
-    held = {r.workflow_id for r in store.list_workflows(
-        ListFilter(status=[PENDING], name="qapp.mass_wf", load_values=False))
-        if r.owner == victim_instance}
+    held = held_by_victim()
     done_at_kill = cluster.succeeded("qapp.mass_wf")
-    assert held and done_at_kill < total, "the kill came mid-run"
+    assert len(held) == victim_slots and done_at_kill < total, "the kill came mid-run"
 
     cluster.wait_for(lambda: cluster.succeeded("qapp.mass_wf") == total,
                      f"all {total} workflows to succeed", *survivors)
