@@ -21,6 +21,7 @@ from relos import schedules as schedules_mod
 from relos.config import Config, load_config
 from relos.queues import Queue, queue_row
 from relos.runtime import (
+    clock,
     comm,
     context,
     management,
@@ -171,9 +172,7 @@ class DBOS:
         if interval is not None:
             queue.polling_interval_sec = interval
         if _runtime is not None and _runtime.launched:
-            import time
-
-            queue.row = _runtime.store.save_queue(replace(row, updated_at=int(time.time() * 1000)))
+            queue.row = _runtime.store.save_queue(replace(row, updated_at=clock.now_ms()))
             _runtime.notifier.notify("queues", name)
         return queue
 
@@ -276,7 +275,7 @@ class DBOS:
             schedules_mod.check_signature(info.func, f"workflow {info.name!r}")
             schedules_mod.declare(info.name, info.name, spec.expression, policy)
             if _runtime is not None and _runtime.launched:
-                now = _now_ms()
+                now = clock.now_ms()
                 _runtime.store.save_schedule(replace(
                     schedules_mod.declared()[info.name], last_tick_epoch_ms=now,
                     created_at=now, updated_at=now))
@@ -397,13 +396,12 @@ class DBOS:
     @staticmethod
     async def sleep_async(seconds: float) -> None:
         import asyncio
-        import time
 
         rt = _rt()
         ctx, end = await rt.run_blocking(comm.sleep_until, rt, seconds)
         if ctx is not None:
             suspension.check_sleep(rt, ctx, end)
-        while (remaining := end - time.time()) > 0:
+        while (remaining := end - clock.now()) > 0:
             if ctx is not None:
                 ctx.check_cancelled()
             await asyncio.sleep(min(remaining, 0.5))
@@ -573,7 +571,7 @@ class DBOS:
         info = _workflow_info(workflow_fn)
         schedules_mod.check_signature(info.func, f"workflow {info.name!r}")
         rt = _rt()
-        now = _now_ms()
+        now = clock.now_ms()
         saved = rt.store.save_schedule(ScheduleRow(
             name=name, workflow_name=info.name, cron=spec.expression, last_tick_epoch_ms=now,
             missed_tick_policy=policy, defined_by="runtime", created_at=now, updated_at=now))
@@ -591,14 +589,14 @@ class DBOS:
     @staticmethod
     def pause_schedule(name: str) -> None:
         """Stop firing the schedule (in every executor, within about a second)."""
-        if not _rt().store.set_schedule_paused(name, True, _now_ms()):
+        if not _rt().store.set_schedule_paused(name, True, clock.now_ms()):
             raise errors.ScheduleNotFoundError(name)
 
     @staticmethod
     def resume_schedule(name: str) -> None:
         """Fire the schedule again from its next tick; ticks that passed while it
         was paused are not fired, whatever its missed-tick policy."""
-        if not _rt().store.set_schedule_paused(name, False, _now_ms()):
+        if not _rt().store.set_schedule_paused(name, False, clock.now_ms()):
             raise errors.ScheduleNotFoundError(name)
 
     @staticmethod
@@ -621,7 +619,7 @@ class DBOS:
         row = _schedule_row(name)
         info = registry.get_workflow(row.workflow_name)
         wid = context.take_next_workflow_id() or f"sched:{name}:trigger:{uuid.uuid4().hex}"
-        return WorkflowHandle(rt, start_tick(rt, info, name, _now_ms(), wid))
+        return WorkflowHandle(rt, start_tick(rt, info, name, clock.now_ms(), wid))
 
     @staticmethod
     def backfill_schedule(name: str, start: Any, end: Any) -> list[WorkflowHandle[Any]]:
@@ -672,7 +670,7 @@ class DBOS:
         enqueued without a version (every executor notices within about a
         second). Raises ApplicationVersionNotFoundError for an unknown name."""
         rt = _rt()
-        if not rt.store.set_latest_application_version(version_name, _now_ms()):
+        if not rt.store.set_latest_application_version(version_name, clock.now_ms()):
             known = [v.version_name for v in rt.store.list_application_versions()]
             raise errors.ApplicationVersionNotFoundError(version_name, known)
         if rt.queue_runner is not None:
@@ -714,12 +712,6 @@ class DBOS:
     @classproperty
     def config(cls) -> Config | None:
         return _instance._config if _instance else None
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _schedule_row(name: str) -> ScheduleRow:

@@ -611,6 +611,31 @@ def test_another_processs_delayed_workflow_starts_on_time_while_the_executor_is_
     assert -0.002 <= late < 0.5, late
 
 
+@pytest.mark.parametrize("skew_hours", [-1, 1])
+def test_an_executor_whose_host_clock_is_off_keeps_the_databases_time(
+        db_url: str, backend: str, raw_store: SystemStore, monkeypatch: pytest.MonkeyPatch,
+        skew_hours: int) -> None:
+    """Executors on several hosts share one PostgreSQL: an executor whose host
+    clock is an hour off reads times as the database does. Another host's
+    workflow delayed by 1.5 s starts 1.5 s later, not an hour late (a clock
+    behind) nor at once (ahead); the times it writes are the database's."""
+    if backend != "postgres":
+        pytest.skip("an SQLite file serves one host: one clock")
+    from relos.runtime import clock
+
+    real = clock.host_time
+    monkeypatch.setattr(clock, "host_time", lambda: real() + skew_hours * 3600)
+    with launched(db_url, listen=[basic_queue], use_listen_notify=True):
+        assert abs(clock.now_ms() - raw_store.clock_ms()) < 1000
+        tag, end = delayed_elsewhere(raw_store, basic_queue.name, 1_500)
+        late = started_after_delay(tag, end)
+        row = raw_store.get_workflow("tq-delayed-" + tag)
+        assert row is not None and row.started_at is not None
+        assert abs(row.started_at - end) < 1000, (row.started_at, end)
+    assert -0.002 <= late < 0.75, late
+    assert clock.offset_ms() == 0  # (the runtime gone: the host's clock again)
+
+
 def test_a_delayed_workflow_starts_when_its_delay_ends_not_at_the_next_poll(
         db_url: str, raw_store: SystemStore) -> None:
     """An idle executor wakes up when the next delay ends: for a workflow it

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, identifiers, serialization
-from relos.runtime import context, suspension
+from relos.runtime import clock, context, suspension
 from relos.runtime.context import WorkflowContext
 from relos.store.base import TERMINAL_STATUSES, StepRow
 
@@ -25,13 +25,10 @@ if TYPE_CHECKING:
 DEFAULT_TOPIC = ""
 
 
-def _now() -> int:
-    return int(time.time() * 1000)
-
 
 def _row(rt: Runtime, ctx: WorkflowContext, fid: int, name: str, output: str | None,
          started: int) -> StepRow:
-    return StepRow(ctx.workflow_id, fid, name, name, output, None, started, _now(),
+    return StepRow(ctx.workflow_id, fid, name, name, output, None, started, clock.now_ms(),
                    executor_id=rt.config.executor_id)
 
 
@@ -58,13 +55,13 @@ def sleep_until(rt: Runtime, seconds: float) -> tuple[WorkflowContext | None, fl
     seconds = max(0.0, _check_seconds(seconds, "DBOS.sleep's argument"))
     ctx = None if context.in_step() else context.current()
     if ctx is None:
-        return None, time.time() + seconds
+        return None, clock.now() + seconds
     fid = ctx.next_function_id()
     rec = ctx.replayed(fid, "DBOS.sleep")
     if rec is not None:
         return ctx, float(rt.serializer.loads(rec.output or "0")) / 1000
     ctx.check_cancelled()
-    started = _now()
+    started = clock.now_ms()
     end_ms = started + int(seconds * 1000)
     step = _row(rt, ctx, fid, "DBOS.sleep", str(end_ms), started)
     # A long sleep is suspended at once, its record written with the suspension.
@@ -80,7 +77,7 @@ def sleep(rt: Runtime, seconds: float) -> None:
 
 def _wait_until(rt: Runtime, ctx: WorkflowContext | None, end: float) -> None:
     while True:
-        remaining = end - time.time()
+        remaining = end - clock.now()
         if remaining <= 0:
             return
         if ctx is None:
@@ -101,7 +98,7 @@ def send(rt: Runtime, destination_id: str, message: Any, topic: str | None,
     topic = _topic(topic)
     text = serialization.serialize_value(rt.serializer, message, "the message given to DBOS.send")
     ctx = None if context.in_step() else context.current()
-    now = _now()
+    now = clock.now_ms()
     if ctx is None:
         message_id = (f"key:{destination_id}:{idempotency_key}" if idempotency_key
                       else uuid.uuid4().hex)
@@ -152,12 +149,12 @@ def _durable_wait(rt: Runtime, ctx: WorkflowContext, name: str, timeout: float,
             found = attempt(fid)
             if found is not None:
                 return rt.serializer.loads(found)
-            now = _now()
+            now = clock.now_ms()
             if end is None:
                 end = now / 1000 + timeout
                 rt.store.record_step(_row(rt, ctx, timeout_fid, "DBOS.sleep",
                                           str(int(end * 1000)), now))
-            remaining = end - time.time()
+            remaining = end - clock.now()
             if remaining <= 0:
                 rt.store.record_step(_row(rt, ctx, fid, name, rt.serializer.dumps(None), now))
                 return None
@@ -173,7 +170,7 @@ def recv(rt: Runtime, topic: str | None, timeout_seconds: float) -> Any:
     topic = _topic(topic)
 
     def attempt(fid: int) -> str | None:
-        now = _now()
+        now = clock.now_ms()
         step = _row(rt, ctx, fid, "DBOS.recv", None, now)
         return rt.store.recv(ctx.workflow_id, topic, step, now)
 
@@ -192,7 +189,7 @@ def set_event(rt: Runtime, key: str, value: Any) -> None:
         raise errors.ConfigError(f"an event key must be a string, not {type(key).__name__}")
     identifiers.check(key, "the event key")
     text = serialization.serialize_value(rt.serializer, value, f"the value of event {key!r}")
-    now = _now()
+    now = clock.now_ms()
     if context.in_step():
         woke = rt.store.set_event(ctx.workflow_id, key, text, now, None, ctx.step_id)
     else:
@@ -215,20 +212,20 @@ def get_event(rt: Runtime, workflow_id: str, key: str, timeout_seconds: float) -
             found, value = rt.store.get_event(workflow_id, key)
             if not found:
                 return None
-            now = _now()
+            now = clock.now_ms()
             rt.store.record_step(_row(rt, ctx, fid, "DBOS.getEvent", value, now))
             return value
 
         return _durable_wait(rt, ctx, "DBOS.getEvent", timeout_seconds, keys, attempt,
                              event=(workflow_id, key))
-    end = time.time() + max(0.0, _check_seconds(timeout_seconds, "timeout_seconds"))
+    end = clock.now() + max(0.0, _check_seconds(timeout_seconds, "timeout_seconds"))
     with rt.notifier.subscribe(keys) as woke:
         while True:
             woke.clear()
             found, value = rt.store.get_event(workflow_id, key)
             if found:
                 return None if value is None else rt.serializer.loads(value)
-            remaining = end - time.time()
+            remaining = end - clock.now()
             if remaining <= 0:
                 return None
             woke.wait(min(remaining, rt.poll_interval))
@@ -252,7 +249,7 @@ def write_stream(rt: Runtime, key: str, value: Any, closed: bool = False) -> Non
     identifiers.check(key, "the stream key")
     text = None if closed else serialization.serialize_value(
         rt.serializer, value, f"the value written to stream {key!r}")
-    now = _now()
+    now = clock.now_ms()
     if context.in_step():
         rt.store.write_stream(ctx.workflow_id, key, text, closed, now, None, ctx.step_id)
     else:

@@ -10,7 +10,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from relos import errors
-from relos.runtime import context, ids, registry, workflow
+from relos.runtime import clock, context, ids, registry, workflow
 from relos.runtime.handles import WorkflowStatus, status_from_row, step_info
 from relos.store.base import (
     ALL_STATUSES,
@@ -37,7 +37,7 @@ def cancel(rt: Runtime, workflow_id: str, *, timed_out: bool = False) -> None:
     """Cancel a PENDING or ENQUEUED workflow; a finished one is left as it is."""
     row = _row(rt, workflow_id)
     changed = rt.store.set_workflow_status(
-        workflow_id, CANCELLED, workflow._now(), only_if=frozenset({PENDING, ENQUEUED, DELAYED})
+        workflow_id, CANCELLED, clock.now_ms(), only_if=frozenset({PENDING, ENQUEUED, DELAYED})
     )
     if changed or row.status == CANCELLED:
         rt.cancel_local(workflow_id)
@@ -63,7 +63,7 @@ def resume(rt: Runtime, workflow_id: str) -> None:
             if rt.active(workflow_id) is None:
                 break
             woke.wait(rt.poll_interval)
-    rt.store.resume_workflow(workflow_id, workflow._now())
+    rt.store.resume_workflow(workflow_id, clock.now_ms())
     workflow.recover(rt, workflow_id)
 
 
@@ -76,7 +76,7 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
     src = _row(rt, workflow_id)
     registry.get_workflow(src.name)  # fail before writing if the function is unknown
     new_id = new_workflow_id or ids.new_id()
-    now = workflow._now()
+    now = clock.now_ms()
     new = type(src)(**{**vars(src)})
     new.workflow_id = new_id
     new.status = PENDING

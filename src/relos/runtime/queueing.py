@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, overload
 
 from relos import errors, queues, serialization
-from relos.runtime import context, registry, wakeups, workflow
+from relos.runtime import clock, context, registry, wakeups, workflow
 from relos.runtime.ids import new_ids
 from relos.runtime.registry import WorkflowInfo
 from relos.store.base import (
@@ -86,7 +86,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
             if rec.error is not None:
                 raise serialization.deserialize_exception(rt.serializer, rec.error)
             return list(rt.serializer.loads(rec.output or "[]"))
-    now = _now()
+    now = clock.now_ms()
     if given_id is not None and len(calls) == 1:
         ids = [given_id]
     elif parent is not None:
@@ -146,7 +146,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
             parent.workflow_id, step_fid, step_name, step_name,
             None if refused else rt.serializer.dumps(ids),
             serialization.serialize_exception(rt.serializer, refused) if refused else None,
-            now, _now(), child_workflow_id=None if refused else ids[0],
+            now, clock.now_ms(), child_workflow_id=None if refused else ids[0],
             executor_id=rt.config.executor_id))
     if refused is not None:
         raise refused
@@ -201,9 +201,6 @@ class _Inputs(Sequence[str]):
                 self._done.append(serialization.serialize_inputs(
                     self._rt.serializer, self._info.func, args, kwargs, what))
 
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 #: How much work a process claims beyond its free threads, from a queue
@@ -347,7 +344,7 @@ class QueueRunner:
             for qname, queue in queues.registered().items():
                 if qname not in found:
                     found[qname] = self.rt.store.save_queue(
-                        replace(queue.row, updated_at=_now()))
+                        replace(queue.row, updated_at=clock.now_ms()))
             self._settings = found
             self._settings_at = time.monotonic()
         stored = self._settings.get(name)
@@ -427,7 +424,7 @@ class QueueRunner:
             given_back, self._ready = self._ready.take_all(), _Ready()
         for _name, row in given_back:
             with contextlib.suppress(errors.RelosError):
-                self.rt.store.requeue(row.workflow_id, self.rt.instance_id, _now(),
+                self.rt.store.requeue(row.workflow_id, self.rt.instance_id, clock.now_ms(),
                                        started=False)
 
     def _gather_room(self) -> None:
@@ -505,7 +502,7 @@ class QueueRunner:
             return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
-        now = _now()
+        now = clock.now_ms()
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
         self.dry.claimed(name, bool(rows))
@@ -687,7 +684,7 @@ class QueueRunner:
             else:
                 logger.exception("cannot start dequeued workflow %s", row.workflow_id)
             with contextlib.suppress(errors.RelosError):
-                rt.store.requeue(row.workflow_id, rt.instance_id, _now())
+                rt.store.requeue(row.workflow_id, rt.instance_id, clock.now_ms())
             return None
         finally:
             with self._ready_lock:  # tracked by now (or not to run): counted by the runtime

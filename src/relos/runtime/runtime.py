@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from relos import errors, queues
 from relos.config import Config
-from relos.runtime import liveness, registry
+from relos.runtime import clock, liveness, registry
+from relos.runtime.clock import now_ms
 from relos.runtime.commits import GroupCommitter
 from relos.runtime.context import WorkflowContext
 from relos.runtime.notifier import Notifier
@@ -51,10 +52,6 @@ T = TypeVar("T")
 COMMIT_BACKLOG = 2000
 #: A take-over claims a dead executor's workflows this many per statement.
 RECOVERY_BATCH = 500
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 #: Guards the outcome and lazy future of every ActiveWorkflow (held only for a
@@ -194,11 +191,12 @@ class Runtime:
             from relos.runtime.appdb import open_app_store
 
             self.app_store = open_app_store(self.config)
+        heartbeat_at = self._database_time()  # (sets the clock first)
         now = now_ms()
         self.store.register_executor(ExecutorRow(
             instance_id=self.instance_id, executor_id=self.config.executor_id,
             application_version=self.app_version, hostname=self.hostname, pid=self.pid,
-            started_at=now, heartbeat_at=self.store.clock_ms(),
+            started_at=now, heartbeat_at=heartbeat_at,
         ))
         # A version launched for the first time becomes the latest one. Not so
         # for a process that dequeues from no queue (DBOS.listen_queues([])), such
@@ -288,6 +286,7 @@ class Runtime:
             self.store.deregister_executor(self.instance_id, now_ms())
         self._io_pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
+        clock.reset()
         if self.app_store is not None:
             self.app_store.close()
         if self._gc_before is not None and gc.get_threshold()[0] == self.config.gc_threshold:
@@ -474,13 +473,25 @@ class Runtime:
         heartbeat is older than the lease, so no other work here (a long
         recovery pass, a slow cancel check) may hold it up. Heartbeats are
         the database's time (``clock_ms``), as is the time they are judged
-        by: hosts whose clocks disagree agree on who is alive."""
+        by: hosts whose clocks disagree agree on who is alive. Each reading
+        of it also sets this process's clock (clock.py)."""
         while not self._stop.wait(self.config.executor_lease_seconds / 4):
             try:
-                self.store.heartbeat(self.instance_id, self.store.clock_ms())
+                self.store.heartbeat(self.instance_id, self._database_time())
             except errors.RelosError as exc:
                 if not self._stop.is_set():
                     logger.warning("heartbeat: %s", exc)
+
+    def _database_time(self) -> int:
+        """The database's clock (epoch milliseconds). A server's reading sets
+        this process's clock to it where the host's disagrees (clock.py); an
+        embedded database's clock is this host's own."""
+        if self.store.backend != "postgres":
+            return self.store.clock_ms()
+        sent = clock.host_time()
+        database_ms = self.store.clock_ms()
+        clock.observe(database_ms, sent, clock.host_time())
+        return database_ms
 
     def _maintenance(self) -> None:
         last_recovery = time.monotonic()

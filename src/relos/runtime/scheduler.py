@@ -24,11 +24,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from relos import errors, schedules
-from relos.runtime import context, registry
+from relos.runtime import clock, context, registry
 from relos.runtime import workflow as wf
 from relos.runtime.registry import WorkflowInfo
 
@@ -40,9 +39,6 @@ logger = logging.getLogger("relos")
 #: The longest the thread sleeps between passes (picks up changes made elsewhere).
 MAX_SLEEP_SECONDS = 1.0
 
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 def start_tick(rt: Runtime, info: WorkflowInfo, name: str, tick_ms: int,
@@ -106,7 +102,7 @@ class Scheduler:
             except errors.ConfigError as exc:
                 self._say_once(row.name, "schedule %r is not run: %s", row.name, exc)
                 continue
-            now = _now()
+            now = clock.now_ms()
             plan = schedules.plan(cron, row.missed_tick_policy, row.last_tick_epoch_ms, now)
             if len(plan.fire) > 1 and row.missed_tick_policy == "backfill":
                 logger.info("schedule %r: starting %d missed tick(s) from %s", row.name,
@@ -120,7 +116,7 @@ class Scheduler:
             advance_to = plan.advance_to if fired_to == (plan.fire[-1] if plan.fire
                                                          else None) else fired_to
             if advance_to is not None and rt.store.advance_schedule(
-                    row.name, row.last_tick_epoch_ms, advance_to, _now()) and plan.skipped:
+                    row.name, row.last_tick_epoch_ms, advance_to, clock.now_ms()) and plan.skipped:
                 logger.warning(
                     "schedule %r (missed_tick_policy='skip'): skipped %d tick(s) missed "
                     "while no executor ran it; use missed_tick_policy='backfill' or "
@@ -129,5 +125,5 @@ class Scheduler:
                 continue  # the rest of the backfill: next pass, in a second
             cursor = advance_to if advance_to is not None else row.last_tick_epoch_ms
             nxt = cron.next_after(max(cursor, now))
-            wait = min(wait, (nxt - _now() + 1) / 1000)
+            wait = min(wait, (nxt - clock.now_ms() + 1) / 1000)
         return wait

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, serialization
-from relos.runtime import context
+from relos.runtime import clock, context
 from relos.runtime.context import WorkflowContext
 from relos.runtime.registry import StepInfo
 from relos.store.base import StepRow
@@ -49,7 +49,7 @@ def plan(info_name: str) -> Plan:
     rec = ctx.replayed(fid, info_name)
     if rec is None:
         ctx.check_cancelled()
-    return Plan(ctx, fid, rec, _now())
+    return Plan(ctx, fid, rec, clock.now_ms())
 
 
 def replay(rt: Runtime, rec: StepRow) -> Any:
@@ -63,7 +63,7 @@ def step_row(rt: Runtime, p: Plan, name: str, kind: str, output: str | None,
              error: str | None) -> StepRow:
     assert p.ctx is not None
     return StepRow(p.ctx.workflow_id, p.function_id, name, kind, output, error, p.started_at,
-                   _now(), executor_id=rt.config.executor_id)
+                   clock.now_ms(), executor_id=rt.config.executor_id)
 
 
 def outcome_row(rt: Runtime, p: Plan, info: StepInfo, result: Any,
@@ -188,7 +188,4 @@ async def run_step_async(rt: Runtime, info: StepInfo, args: tuple[Any, ...],
         return result
     return await rt.run_blocking(record, rt, p, info, result, exc)
 
-
-def _now() -> int:
-    return int(time.time() * 1000)
 

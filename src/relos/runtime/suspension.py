@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from relos import errors
-from relos.runtime import registry
+from relos.runtime import clock, registry
 from relos.runtime.context import WorkflowContext
 from relos.store.base import PENDING, StepRow, WorkflowRow
 
@@ -76,7 +75,7 @@ def check_sleep(rt: Runtime, ctx: WorkflowContext, end: float,
     record when it is not written yet (a first run): the suspension writes it
     in its own transaction, one commit for both."""
     after = rt.config.suspend_after_seconds
-    if after is not None and end - time.time() > after:
+    if after is not None and end - clock.now() > after:
         ctx.check_cancelled()
         raise Suspend(int(end * 1000), step=step)
 
@@ -90,7 +89,7 @@ def check_wait(rt: Runtime, ctx: WorkflowContext, end: float, waited: float, *,
     after = rt.config.suspend_after_seconds
     if after is None:
         return None
-    if waited >= after and end > time.time():
+    if waited >= after and end > clock.now():
         ctx.check_cancelled()
         raise Suspend(int(end * 1000), topic, event)
     return max(0.0, after - waited)
@@ -103,7 +102,7 @@ def write(rt: Runtime, aw: ActiveWorkflow, signal: Suspend) -> None:
     taken over meanwhile; on a database error it stays PENDING and owned here,
     like any run stopped by one)."""
     ctx = aw.ctx
-    now = _now()
+    now = clock.now_ms()
     wake_at = signal.wake_at_ms
     if ctx.deadline_epoch_ms is not None:
         wake_at = min(wake_at, ctx.deadline_epoch_ms)
@@ -163,7 +162,7 @@ class Waker:
                     else:
                         logger.exception("waking suspended workflows failed")
                     delay = rt.poll_interval
-                self._planned_ms = _now() + int(delay * 1000)
+                self._planned_ms = clock.now_ms() + int(delay * 1000)
                 if delay > 0:
                     woke.wait(delay)
 
@@ -180,7 +179,7 @@ class Waker:
             # Every thread is busy: look again soon (a finishing workflow
             # does not announce itself to the waker).
             return min(poll, 0.005)
-        rows = rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, _now(),
+        rows = rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, clock.now_ms(),
                                             room, rt.app_version, names)
         if rows:
             with self._lock:
@@ -199,7 +198,7 @@ class Waker:
         nxt = rt.store.next_wake_time(rt.app_version, names)
         if nxt is None:
             return poll
-        delay = min(poll, max(0.0, (nxt - _now()) / 1000))
+        delay = min(poll, max(0.0, (nxt - clock.now_ms()) / 1000))
         # Due but not claimed: another executor holds it this instant.
         return delay if delay > 0 or rows else min(poll, 0.01)
 
@@ -227,6 +226,3 @@ class Waker:
         else:
             workflow.execute(rt, info, start)
 
-
-def _now() -> int:
-    return int(time.time() * 1000)

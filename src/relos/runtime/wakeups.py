@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from relos import errors, queues
+from relos.runtime import clock
 
 if TYPE_CHECKING:
     from relos.runtime.runtime import Runtime
@@ -50,9 +51,6 @@ SLACK_SECONDS = 0.002
 #: most; delays ending more often wait for the regular whole scan.
 DELAY_SCAN_SECONDS = 0.1
 
-
-def _now() -> int:
-    return int(time.time() * 1000)
 
 
 class IdleWait:
@@ -81,7 +79,7 @@ class IdleWait:
         """A workflow enqueued here waits until ``at`` (epoch ms)."""
         with self._told_lock:
             told = self._told
-            if told is None or at < told or told <= _now():
+            if told is None or at < told or told <= clock.now_ms():
                 self._told = at
 
     def start_round(self) -> bool:
@@ -90,7 +88,7 @@ class IdleWait:
         start scanning; at most every DELAY_SCAN_SECONDS). The next idle wait
         then reads the next end again."""
         self._held_back = {}
-        now = _now()
+        now = clock.now_ms()
         ended = self._read is not None and self._read <= now
         if ended:
             self._read = None
@@ -112,7 +110,7 @@ class IdleWait:
         it comes, the round that follows polls every queue (see
         :meth:`start_round` and ``DryQueues.forget``)."""
         try:
-            self._read = self.rt.store.next_delay_end(names, _now())
+            self._read = self.rt.store.next_delay_end(names, clock.now_ms())
             self._read_at = time.monotonic()
         except errors.RelosError as exc:  # (the next round will say what is wrong)
             logger.debug("cannot read when the next delay ends: %s", exc)
@@ -126,7 +124,7 @@ class IdleWait:
         """How long the runner, listening to ``names``, waits when idle."""
         rt = self.rt
         wait = min((poll_interval(rt, name) for name in names), default=rt.poll_interval)
-        now = _now()
+        now = clock.now_ms()
         ends = [self._told]
         try:
             if time.monotonic() - self._read_at >= rt.poll_interval:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from relos import errors, serialization
-from relos.runtime import context, ids, registry, suspension
+from relos.runtime import clock, context, ids, registry, suspension
 from relos.runtime.commits import Write
 from relos.runtime.context import WorkflowContext
 from relos.runtime.registry import WorkflowInfo
@@ -91,7 +90,7 @@ def begin(rt: Runtime, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[s
     inputs = serialization.serialize_inputs(
         rt.serializer, info.func, args, kwargs, f"workflow {info.name!r}"
     )
-    now = _now()
+    now = clock.now_ms()
     deadline = None
     if timeout is not None:
         deadline = now + int(timeout * 1000)
@@ -156,7 +155,7 @@ def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) 
     registry.get_workflow(row.name)  # unknown function: raise before claiming
     if row.queue_name is not None:
         # A queued workflow goes back to its queue, so the queue's limits hold.
-        if rt.store.requeue(row.workflow_id, row.owner, _now()):
+        if rt.store.requeue(row.workflow_id, row.owner, clock.now_ms()):
             rt.notifier.notify("queues", row.queue_name)
         return None
     start = _claim(rt, row)
@@ -175,7 +174,7 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
     :func:`recover` to look at one by one (claimed meanwhile by another
     process, suspended, or of a function this code does not define: it says
     which)."""
-    now = _now()
+    now = clock.now_ms()
     claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
                                        rt.config.executor_id, now, sorted(registry.workflows()))
     started: list[str] = []
@@ -208,7 +207,7 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
 
 
 def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
-    now = _now()
+    now = clock.now_ms()
     claimed = rt.store.claim_workflow(
         row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id, now
     )
@@ -227,7 +226,7 @@ def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool,
     to run here: dead-letter it past its recovery attempts, cancel it past its
     deadline, else load its recorded steps (when it may have some, unless
     given as ``recorded``) and track it."""
-    now = _now()
+    now = clock.now_ms()
     info = registry.get_workflow(claimed.name)
     if claimed.recovery_attempts > info.max_recovery_attempts + 1:
         rt.store.set_workflow_status(claimed.workflow_id, MAX_RECOVERY_ATTEMPTS_EXCEEDED, now,
@@ -332,7 +331,7 @@ def _succeed(rt: Runtime, aw: ActiveWorkflow, result: Any, wait: bool, lead: boo
         else:
             aw.set_exception(error)
 
-    return _complete(rt, aw, Completion(ctx.workflow_id, SUCCESS, output, None, _now()),
+    return _complete(rt, aw, Completion(ctx.workflow_id, SUCCESS, output, None, clock.now_ms()),
                      done, wait, lead)
 
 
@@ -349,13 +348,13 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool, lead:
         ctx.unwritten = []
         aw.set_exception(exc)
         return False
-    if ctx.deadline_epoch_ms is not None and _now() >= ctx.deadline_epoch_ms:
+    if ctx.deadline_epoch_ms is not None and clock.now_ms() >= ctx.deadline_epoch_ms:
         # Failed past its deadline (typically because what it awaited was
         # cancelled by the same deadline): the outcome is the cancellation,
         # whichever the deadline reached first.
         ctx.unwritten = []
         try:
-            rt.store.set_workflow_status(ctx.workflow_id, CANCELLED, _now(),
+            rt.store.set_workflow_status(ctx.workflow_id, CANCELLED, clock.now_ms(),
                                          only_if=frozenset({PENDING}))
         except errors.RelosError as store_exc:
             logger.error("cannot cancel workflow %s past its deadline: %s", ctx.workflow_id,
@@ -375,7 +374,7 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool, lead:
                          store_exc)
         aw.set_exception(exc)
 
-    return _complete(rt, aw, Completion(ctx.workflow_id, ERROR, None, error, _now()), done,
+    return _complete(rt, aw, Completion(ctx.workflow_id, ERROR, None, error, clock.now_ms()), done,
                      wait, lead)
 
 
@@ -476,6 +475,3 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
                     raise TimeoutError(f"workflow {workflow_id!r} did not finish in time")
             woke.wait(remaining)
 
-
-def _now() -> int:
-    return int(_time.time() * 1000)

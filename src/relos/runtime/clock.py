@@ -1,0 +1,67 @@
+"""The wall-clock time relos writes and compares: delays, schedules, sleeps,
+timeouts, wake-ups and the times in status rows.
+
+It is this host's clock, set to the database server's when the two disagree
+by :data:`TRUSTED_SKEW_MS` or more. Executors on several hosts share one
+PostgreSQL; a host whose clock runs an hour behind would otherwise start
+another host's delayed workflows an hour early, wake sleeps an hour late and
+fire schedules off time. The runtime learns the difference at launch and at
+every heartbeat (:func:`observe`, from ``SystemStore.clock_ms``) and applies
+it here, to every reading. A smaller difference is left alone: it is within
+what a round trip to the database can measure, and correcting it would only
+add jitter. Durations measured within one process use ``time.monotonic``,
+not this.
+"""
+
+from __future__ import annotations
+
+import time
+
+#: A difference between this host's clock and the database's below this is
+#: not corrected (nor is one below half of it once corrected: no flapping).
+TRUSTED_SKEW_MS = 100
+#: A reading whose round trip took longer than this says too little.
+MAX_ROUND_TRIP_S = 0.5
+
+#: Seconds added to this host's clock (0.0: the host's clock is trusted).
+_offset = 0.0
+
+
+def host_time() -> float:
+    """This host's own clock, in epoch seconds."""
+    return time.time()
+
+
+def now() -> float:
+    """The time, in epoch seconds."""
+    return host_time() + _offset
+
+
+def now_ms() -> int:
+    """The time, in epoch milliseconds."""
+    return int((host_time() + _offset) * 1000)
+
+
+def offset_ms() -> int:
+    """What is added to this host's clock, in milliseconds."""
+    return round(_offset * 1000)
+
+
+def observe(database_ms: int, sent: float, received: float) -> None:
+    """Learn from one reading of the database's clock, ``database_ms``, asked
+    at ``sent`` and answered at ``received`` (both :func:`host_time`): the
+    reading stands for the middle of the round trip."""
+    global _offset
+    if received - sent > MAX_ROUND_TRIP_S:
+        return
+    skew = database_ms / 1000 - (sent + received) / 2
+    if abs(skew) * 1000 >= TRUSTED_SKEW_MS or (_offset and abs(skew) * 1000 >= TRUSTED_SKEW_MS / 2):
+        _offset = skew
+    else:
+        _offset = 0.0
+
+
+def reset() -> None:
+    """Trust this host's clock again (a runtime shutting down)."""
+    global _offset
+    _offset = 0.0
