@@ -195,6 +195,27 @@ def test_every_second_schedule_fires_each_tick_once(dbos):
         DBOS.delete_schedule("ts.decorated")
 
 
+def test_a_host_clock_gone_off_keeps_the_schedules_in_the_databases_time(
+        dbos, backend, monkeypatch):
+    """A PostgreSQL executor whose host clock jumps an hour ahead while it runs
+    takes the database's time again at its next heartbeat: its every-second
+    schedule fires at the database's seconds, not an hour ahead."""
+    if backend != "postgres":
+        pytest.skip("an SQLite file serves one host: one clock")
+    from relos.runtime import clock
+
+    real = clock.host_time
+    monkeypatch.setattr(clock, "host_time", lambda: real() + 3600)
+    wait_for(lambda: abs(clock.offset_ms() + 3_600_000) < 1000)  # (a heartbeat later)
+    DBOS.create_schedule("every-second-skewed", sched_a, "*/1 * * * * *")
+    wait_for(lambda: len(runs("a")) >= 2)
+    DBOS.pause_schedule("every-second-skewed")
+    now_ms = real() * 1000
+    for scheduled, actual, _ in runs("a"):
+        assert abs(ms(scheduled) - now_ms) < 10_000, (scheduled, now_ms)
+        assert dt.timedelta(0) <= actual - scheduled < dt.timedelta(seconds=1)
+
+
 def test_pause_resume_and_delete(dbos):
     created = DBOS.create_schedule("every-second", sched_a, "*/1 * * * * *")
     assert (created.name, created.workflow_name, created.defined_by) == (
