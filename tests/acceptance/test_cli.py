@@ -319,6 +319,24 @@ def test_cancel_blocked_workflow_then_resume_it(dbos: Any, db_url: str) -> None:
                     "status": "SUCCESS"}
 
 
+def test_the_cli_writes_the_databases_time_whatever_its_hosts_clock(
+        dbos: Any, db_url: str, backend: str, tmp_path: Path) -> None:
+    """A `relos` command run on a host whose clock is an hour ahead stamps what
+    it changes with the database server's time, as the cluster's executors do
+    (a cancel's time is the workflow's updated_at)."""
+    if backend != "postgres":
+        pytest.skip("an SQLite file serves one host: one clock")
+    (tmp_path / "sitecustomize.py").write_text(  # the CLI process's clock, an hour ahead
+        "import time\n_real = time.time\ntime.time = lambda: _real() + 3600\n")
+    skewed = {"PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    start(waiter, "clock-1")
+    wait_for(lambda: blocked_in_recv("clock-1"), "the workflow to block in DBOS.recv")
+    ok("workflow", "cancel", "clock-1", "--database-url", db_url, env=skewed)
+    row = dbos.list_workflows(workflow_ids=["clock-1"])[0]
+    assert row.status == "CANCELLED"
+    assert abs(row.updated_at - time.time() * 1000) < 60_000, row.updated_at
+
+
 def test_resume_failed_workflow_replays_recorded_steps(dbos: Any, db_url: str) -> None:
     tag = f"resume-{uuid.uuid4().hex}"
     with pytest.raises(RuntimeError):

@@ -149,7 +149,11 @@ def get_row(store: SystemStore, workflow_id: str) -> WorkflowRow:
     return row
 
 
-def now_ms() -> int:
+def now_ms(store: SystemStore | None = None) -> int:
+    """The time in epoch milliseconds: the database's clock when ``store`` is
+    given (what the executors of a cluster go by), else this host's."""
+    if store is not None:
+        return store.clock_ms()
     return int(time.time() * 1000)
 
 

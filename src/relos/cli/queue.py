@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
@@ -29,8 +28,8 @@ def list_queues(database_url: str | None, as_json: bool) -> None:
     """Every queue with its limits and depth (ENQUEUED, DELAYED and running),
     and for a rate-limited queue the starts its limiter counts now."""
     url = common.resolve_url(database_url)
-    now = int(time.time() * 1000)
     with common.opened_store(url) as store:
+        now = common.now_ms(store)  # (the database's clock: the limiters' time)
         rows = {q.name: q for q in store.get_queues()}
         depths = store.queue_depths()
         # What each rate limiter has counted in its current period.

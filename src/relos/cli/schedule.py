@@ -15,7 +15,6 @@ that already ran is not recorded again.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -113,7 +112,7 @@ def get_schedule(name: str, database_url: str | None, as_json: bool) -> None:
 
 def _set_paused(name: str, database_url: str | None, as_json: bool, paused: bool) -> None:
     with common.opened_store(common.resolve_url(database_url)) as store:
-        if not store.set_schedule_paused(name, paused, common.now_ms()):
+        if not store.set_schedule_paused(name, paused, common.now_ms(store)):
             raise errors.ScheduleNotFoundError(name)
         row = _row(store, name)
     if as_json:
@@ -159,9 +158,9 @@ def delete(name: str, database_url: str | None, as_json: bool) -> None:
 def _record(store: SystemStore, row: ScheduleRow, workflow_id: str, tick_ms: int,
             executor_id: str) -> bool:
     """Record the tick's workflow as PENDING with no owner; whether it is new."""
-    now = common.now_ms()
-    inputs = _json.dumps({"args": [schedules.to_datetime(tick_ms),
-                                   dt.datetime.now(schedules.UTC)], "kwargs": {}})
+    now = common.now_ms(store)
+    inputs = _json.dumps({"args": [schedules.to_datetime(tick_ms), schedules.to_datetime(now)],
+                          "kwargs": {}})
     existing = store.insert_workflow(WorkflowRow(
         workflow_id=workflow_id, status=PENDING, name=row.workflow_name,
         executor_id=executor_id, created_at=now, updated_at=now, inputs=inputs,
@@ -183,7 +182,7 @@ def trigger(name: str, executor_id: str, database_url: str | None, as_json: bool
     with common.opened_store(common.resolve_url(database_url)) as store:
         row = _row(store, name)
         wid = f"sched:{name}:trigger:{uuid.uuid4().hex}"
-        _record(store, row, wid, common.now_ms(), executor_id)
+        _record(store, row, wid, common.now_ms(store), executor_id)
     if as_json:
         common.print_json({"workflow_id": wid})
         return

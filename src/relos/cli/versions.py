@@ -64,7 +64,7 @@ def set_latest(name: str, database_url: str | None, as_json: bool) -> None:
     """Make version NAME the latest: from then on only its executors dequeue
     workflows enqueued without a version (e.g. to roll back a deploy)."""
     with common.opened_store(common.resolve_url(database_url)) as store:
-        if not store.set_latest_application_version(name, common.now_ms()):
+        if not store.set_latest_application_version(name, common.now_ms(store)):
             known = [v.version_name for v in store.list_application_versions()]
             raise errors.ApplicationVersionNotFoundError(name, known)
         rows = store.list_application_versions()

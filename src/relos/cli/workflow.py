@@ -211,7 +211,7 @@ def cancel_workflow(workflow_id: str, database_url: str | None, as_json: bool) -
     url = common.resolve_url(database_url)
     with common.opened_store(url) as store:
         row = common.get_row(store, workflow_id)
-        changed = store.set_workflow_status(workflow_id, CANCELLED, common.now_ms(),
+        changed = store.set_workflow_status(workflow_id, CANCELLED, common.now_ms(store),
                                             only_if=frozenset({PENDING, ENQUEUED, DELAYED}))
         after = common.get_row(store, workflow_id)
     if as_json:
@@ -249,7 +249,7 @@ def resume_workflow(workflow_id: str, database_url: str | None, as_json: bool) -
         row = common.get_row(store, workflow_id)
         changed = False
         if row.status not in (SUCCESS, PENDING):
-            changed = store.resume_workflow(workflow_id, common.now_ms())
+            changed = store.resume_workflow(workflow_id, common.now_ms(store))
         after = common.get_row(store, workflow_id)
         n_steps = len(store.load_steps(workflow_id))
     if as_json:
@@ -317,7 +317,7 @@ def fork_workflow(workflow_id: str, start_step: int, new_id: str | None,
     with common.opened_store(url) as store:
         src = common.get_row(store, workflow_id)
         fork_id = new_id or str(uuid.uuid4())
-        new = _fork_row(src, fork_id, common.now_ms())
+        new = _fork_row(src, fork_id, common.now_ms(store))
         store.fork_workflow(workflow_id, fork_id, start_step, new)
         copied = sum(1 for fid in store.load_steps(fork_id) if fid < start_step)
     if as_json:
