@@ -39,7 +39,7 @@ def now() -> float:
 
 def now_ms() -> int:
     """The time, in epoch milliseconds."""
-    return int((host_time() + _offset) * 1000)
+    return int(now() * 1000)
 
 
 def offset_ms() -> int:
@@ -55,10 +55,8 @@ def observe(database_ms: int, sent: float, received: float) -> None:
     if received - sent > MAX_ROUND_TRIP_S:
         return
     skew = database_ms / 1000 - (sent + received) / 2
-    if abs(skew) * 1000 >= TRUSTED_SKEW_MS or (_offset and abs(skew) * 1000 >= TRUSTED_SKEW_MS / 2):
-        _offset = skew
-    else:
-        _offset = 0.0
+    threshold_ms = TRUSTED_SKEW_MS / 2 if _offset else TRUSTED_SKEW_MS
+    _offset = skew if abs(skew) * 1000 >= threshold_ms else 0.0
 
 
 def reset() -> None:

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_TOPIC = ""
 
 
-
 def _row(rt: Runtime, ctx: WorkflowContext, fid: int, name: str, output: str | None,
          started: int) -> StepRow:
     return StepRow(ctx.workflow_id, fid, name, name, output, None, started, clock.now_ms(),

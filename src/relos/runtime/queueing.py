@@ -202,7 +202,6 @@ class _Inputs(Sequence[str]):
                     self._rt.serializer, self._info.func, args, kwargs, what))
 
 
-
 #: How much work a process claims beyond its free threads, from a queue
 #: without limits: what it finishes in this many seconds, at most CLAIM_AHEAD_MAX.
 CLAIM_AHEAD_SECONDS = 0.25

@@ -40,7 +40,6 @@ logger = logging.getLogger("relos")
 MAX_SLEEP_SECONDS = 1.0
 
 
-
 def start_tick(rt: Runtime, info: WorkflowInfo, name: str, tick_ms: int,
                workflow_id: str | None = None) -> str:
     """Start (once) the workflow of schedule ``name``'s tick ``tick_ms``; its ID."""

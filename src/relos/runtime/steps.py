@@ -187,5 +187,3 @@ async def run_step_async(rt: Runtime, info: StepInfo, args: tuple[Any, ...],
             raise exc
         return result
     return await rt.run_blocking(record, rt, p, info, result, exc)
-
-

@@ -225,4 +225,3 @@ class Waker:
             workflow.dispatch(rt, info, start)
         else:
             workflow.execute(rt, info, start)
-

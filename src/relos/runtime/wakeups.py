@@ -52,7 +52,6 @@ SLACK_SECONDS = 0.002
 DELAY_SCAN_SECONDS = 0.1
 
 
-
 class IdleWait:
     """The idle wait of one queue runner (see the module documentation).
     Used by the runner's thread, except :meth:`tell_delay_end`."""

@@ -474,4 +474,3 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
                 if remaining <= 0:
                     raise TimeoutError(f"workflow {workflow_id!r} did not finish in time")
             woke.wait(remaining)
-

@@ -33,8 +33,7 @@ from relos import errors
 from relos.store import copy_text, libpq, migrations, queue_sql, redact
 from relos.store.announcer import QUIET, Announcer
 from relos.store.base import (
-    DELAYED,
-    ENQUEUED,
+    QUEUED_STATUSES,
     STEP_COLUMNS,
     Completion,
     RowBatch,
@@ -211,15 +210,10 @@ def _announced_queues(rows: Sequence[WorkflowRow], results: list[WorkflowRow | N
                       ) -> set[str]:
     """The queues an enqueue made workflows ENQUEUED (or DELAYED) in."""
     if isinstance(rows, RowBatch):  # (one queue and status for all: no row made)
-        kept = rows.shared.status in _QUEUED and results.count(None) > 0
+        kept = rows.shared.status in QUEUED_STATUSES and results.count(None) > 0
         return {rows.shared.queue_name} if kept and rows.shared.queue_name else set()
     return {r.queue_name for r, kept_out in zip(rows, results, strict=True)
-            if kept_out is None and r.status in _QUEUED and r.queue_name is not None}
-
-
-#: The statuses of the rows an enqueue announces: waiting in a queue, to start
-#: now or (DELAYED) when their delay ends, which a listener then reads again.
-_QUEUED = frozenset((ENQUEUED, DELAYED))
+            if kept_out is None and r.status in QUEUED_STATUSES and r.queue_name is not None}
 
 
 class PostgresStore(SQLStore):

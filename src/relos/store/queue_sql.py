@@ -27,6 +27,7 @@ from relos.store.base import (
     CLAIMED_COLUMNS,
     DEQUEUE_ORDER,
     QUEUE_COLUMNS,
+    QUEUED_STATUSES,
     WORKFLOW_COLUMNS,
     QueueRow,
     RowBatch,
@@ -189,8 +190,7 @@ def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
     each time, prepared once per connection)."""
     if len(rows) == 1:
         row = rows[0]
-        announce = not quiet and row.status in ("ENQUEUED", "DELAYED") \
-            and row.queue_name is not None
+        announce = not quiet and row.status in QUEUED_STATUSES and row.queue_name is not None
         return (_insert_sql(prefix, (), True, announce),
                 list(map(vars(row).__getitem__, WORKFLOW_COLUMNS)))
     dicts = [vars(r) for r in rows]
