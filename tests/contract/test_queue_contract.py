@@ -511,3 +511,57 @@ def test_queue_depths_counts_unfinished_workflows_per_status(store: SystemStore,
         "a": {ENQUEUED: 1, DELAYED: 1, PENDING: 2},
         "b": {ENQUEUED: 1, DELAYED: 0, PENDING: 0},
     }
+
+
+# --- next_delay_end ---------------------------------------------------------------------------
+
+
+def test_next_delay_end_is_the_earliest_delay_end_after_a_time_in_the_named_queues(
+        store: SystemStore) -> None:
+    assert store.next_delay_end(["a"], T0) is None
+    store.enqueue([queued("a-late", "a", status=DELAYED, delay_until_epoch_ms=T0 + 9000),
+                   queued("a-soon", "a", status=DELAYED, delay_until_epoch_ms=T0 + 3000, at=1),
+                   queued("a-past", "a", status=DELAYED, delay_until_epoch_ms=T0 + 500, at=2),
+                   queued("a-now", "a", at=3),
+                   queued("b-sooner", "b", status=DELAYED, delay_until_epoch_ms=T0 + 2000)])
+    assert store.next_delay_end(["a"], T0 + 1000) == T0 + 3000
+    assert store.next_delay_end(["a", "b"], T0 + 1000) == T0 + 2000
+    assert store.next_delay_end(["a"], T0 + 3000) == T0 + 9000  # (strictly after)
+    assert store.next_delay_end(["a"], T0 + 9000) is None
+    assert store.next_delay_end(["c"], T0) is None
+    assert store.next_delay_end([], T0) is None
+    dequeue(store, qrow("a"), now=T0 + 3000)  # a-past, a-soon and a-now start
+    assert store.next_delay_end(["a"], T0) == T0 + 9000
+
+
+def test_next_delay_end_reads_only_delayed_rows_behind_a_backlog_without_statistics(
+        store: SystemStore, backend: str) -> None:
+    """An executor reads the next delay end whenever it hears an enqueue it
+    finds nothing to claim in: with a deep queue in a table never analysed
+    (filled since the last ANALYZE), PostgreSQL's planner must still take the
+    DELAYED rows' index, not walk every ENQUEUED row of the queue."""
+    if backend != "postgres":
+        pytest.skip("a PostgreSQL planner's choice")
+    from relos.store import queue_sql
+
+    conn = store.raw_connection()  # type: ignore[attr-defined]
+    try:
+        conn.execute(f"ALTER TABLE {store.prefix}workflow_status "  # type: ignore[attr-defined]
+                     "SET (autovacuum_enabled = false)")  # (no ANALYZE meanwhile)
+        for start in range(0, 20_000, 1000):
+            store.enqueue([queued(f"w{i}", "deep", at=i) for i in range(start, start + 1000)])
+        store.enqueue([queued("later", "deep", status=DELAYED,
+                              delay_until_epoch_ms=T0 + 60_000)])
+        sql, params = queue_sql.next_delay_end_query(store, ["deep"], T0)  # type: ignore[arg-type]
+        plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()[0][0]
+    finally:
+        conn.close()
+
+    def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+        return [node] + [n for child in node.get("Plans", []) for n in nodes(child)]
+
+    scans = nodes(plan["Plan"])
+    assert {n["Index Name"] for n in scans if "Index Name" in n} == {
+        "workflow_status_delayed_idx"}, scans
+    assert not [n for n in scans if n["Node Type"] == "Seq Scan"], scans
+    assert store.next_delay_end(["deep"], T0) == T0 + 60_000

@@ -501,15 +501,28 @@ def next_rate_slot(store: SQLStore, queue_name: str, period_ms: int, now: int) -
 
 
 def next_delay_end(store: SQLStore, queue_names: list[str], after: int) -> int | None:
-    # Over the DELAYED rows' own index (migration 15), in delay order.
     if not queue_names:
         return None
-    params: dict[str, Any] = {"after": after}
-    found = store._one(
-        f"SELECT MIN(delay_until_epoch_ms) FROM {store.prefix}workflow_status "
-        f"WHERE status = 'DELAYED' AND delay_until_epoch_ms > {store._ph('after')} "
-        f"AND queue_name IN ({store._in_list('q', queue_names, params)})", params)
+    found = store._one(*next_delay_end_query(store, queue_names, after))
     return None if found is None or found[0] is None else int(found[0])
+
+
+def next_delay_end_query(store: SQLStore, queue_names: list[str], after: int
+                         ) -> tuple[str, dict[str, Any]]:
+    """The statement of :func:`next_delay_end` and its parameters.
+
+    It reads the DELAYED rows' own index (migration 15), in delay order, and
+    tests the queue names row by row ("IS TRUE" hides them from the planner):
+    the dequeue index holds the DELAYED rows too, among every ENQUEUED row of
+    their queues, and a PostgreSQL planner without fresh statistics (a table
+    filled since its last ANALYZE) would read a whole backlog through it to
+    find the few DELAYED rows (130 ms at 300,000 ENQUEUED rows, against
+    0.1 ms)."""
+    params: dict[str, Any] = {"after": after}
+    sql = (f"SELECT MIN(delay_until_epoch_ms) FROM {store.prefix}workflow_status "
+           f"WHERE status = 'DELAYED' AND delay_until_epoch_ms > {store._ph('after')} "
+           f"AND (queue_name IN ({store._in_list('q', queue_names, params)})) IS TRUE")
+    return sql, params
 
 
 def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:
