@@ -149,6 +149,18 @@ def test_find_recoverable_returns_pending_workflows_of_the_executors(store, make
     assert store.find_recoverable([]) == []
 
 
+def test_find_recoverable_leaves_out_one_owners_workflows_when_asked(store, make_workflow):
+    store.insert_workflow(make_workflow("mine", executor_id="e1", owner="me", created_at=T0))
+    store.insert_workflow(make_workflow("dead", executor_id="e1", owner="gone",
+                                        created_at=T0 + 1))
+    store.insert_workflow(make_workflow("ownerless", executor_id="e1", owner=None,
+                                        created_at=T0 + 2))
+
+    assert [r[0] for r in store.find_recoverable(["e1"], not_owned_by="me")] == [
+        "dead", "ownerless"]
+    assert [r[0] for r in store.find_recoverable(["e1"])] == ["mine", "dead", "ownerless"]
+
+
 # --- executors --------------------------------------------------------------------------
 
 

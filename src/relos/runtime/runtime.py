@@ -429,7 +429,11 @@ class Runtime:
                       for r in self.store.get_executors()}
             executor_ids = {self.config.executor_id} | {
                 eid for eid, st in states.values() if st != "live"}
-            candidates = self.store.find_recoverable(sorted(executor_ids))
+            # (this process's own running workflows left out by the database:
+            # an executor running thousands would otherwise have them all
+            # sent back at every pass, only to skip them)
+            candidates = self.store.find_recoverable(sorted(executor_ids),
+                                                     not_owned_by=self.instance_id)
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed

@@ -375,10 +375,12 @@ class SystemStore(abc.ABC):
         """Rows matching every filter, ordered by created_at (then ID)."""
 
     @abc.abstractmethod
-    def find_recoverable(self, executor_ids: list[str]
+    def find_recoverable(self, executor_ids: list[str], not_owned_by: str | None = None
                          ) -> list[tuple[str, str | None, str | None]]:
         """(workflow_id, owner, application_version) of every PENDING workflow
-        of these executors that is not suspended, oldest first."""
+        of these executors that is not suspended, oldest first; with
+        ``not_owned_by``, without that owner's (a process's own running
+        workflows, which its recovery pass would only skip)."""
 
     @abc.abstractmethod
     def claim_workflow(

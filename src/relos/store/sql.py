@@ -337,7 +337,7 @@ class SQLStore(base.SystemStore):
             sql += f" OFFSET {self._ph('offset')}"
         return [WorkflowRow(*r) for r in self._all(sql, params)]
 
-    def find_recoverable(self, executor_ids: list[str]
+    def find_recoverable(self, executor_ids: list[str], not_owned_by: str | None = None
                          ) -> list[tuple[str, str | None, str | None]]:
         if not executor_ids:
             return []
@@ -345,7 +345,11 @@ class SQLStore(base.SystemStore):
         sql = (f"SELECT workflow_id, owner, application_version "
                f"FROM {self.prefix}workflow_status "
                f"WHERE status = 'PENDING' AND wake_at_epoch_ms IS NULL AND executor_id IN "
-               f"({self._in_list('e', executor_ids, params)}) ORDER BY created_at")
+               f"({self._in_list('e', executor_ids, params)})")
+        if not_owned_by is not None:
+            params["not_owned_by"] = not_owned_by
+            sql += f" AND (owner IS NULL OR owner <> {self._ph('not_owned_by')})"
+        sql += " ORDER BY created_at"
         return [(r[0], r[1], r[2]) for r in self._all(sql, params)]
 
     def claim_workflow(
