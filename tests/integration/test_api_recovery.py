@@ -389,6 +389,44 @@ def test_owner_lease_decides_recovery(db_url: str) -> None:
         DBOS.destroy()
 
 
+def test_a_process_started_during_a_recovery_scan_keeps_its_workflows(db_url: str) -> None:
+    """A process that registers and starts a workflow while another one's
+    recovery pass runs (after it read which executors are alive, before it
+    read the PENDING workflows) is alive: its workflow is not taken over."""
+    DBOS.destroy()
+    _launch(db_url, recovery_interval_seconds=3600)
+    try:
+        _wait_for_launch_recovery()
+        store = _store()
+        newcomer = "newcomer-instance-" + uuid.uuid4().hex
+        started: list[str] = []
+        scan = store.find_recoverable
+
+        def scan_after_a_newcomer_starts(executor_ids: list[str], **kw: Any) -> Any:
+            if not started:  # (between the executors read and the workflows read)
+                now = _now_ms()
+                store.register_executor(ExecutorRow(newcomer, "local", None,
+                                                    "some-other-host", 4242, now, now))
+                wid = f"apirec-newcomer-{uuid.uuid4().hex}"
+                assert store.insert_workflow(WorkflowRow(
+                    workflow_id=wid, status=PENDING, name="apirec_two_steps",
+                    executor_id="local", created_at=now, updated_at=now,
+                    inputs='{"args": [14], "kwargs": {}}', owner=newcomer)) is None
+                started.append(wid)
+            return scan(executor_ids, **kw)
+
+        store.find_recoverable = scan_after_a_newcomer_starts
+        try:
+            assert DBOS.recover_pending_workflows() == []
+        finally:
+            del store.find_recoverable
+        [wid] = started
+        status = DBOS.get_workflow_status(wid)
+        assert (status.status, status.owner, status.recovery_attempts) == (PENDING, newcomer, 1)
+    finally:
+        DBOS.destroy()
+
+
 def test_unregistered_workflow_row_is_left_alone(dbos: Any,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="relos"):

@@ -425,15 +425,21 @@ class Runtime:
         try:
             now = self.store.clock_ms()  # (heartbeats are the database's time)
             lease = self.config.executor_lease_seconds
-            states = {r.instance_id: (r.executor_id, liveness.state(r, now, lease))
-                      for r in self.store.get_executors()}
             executor_ids = {self.config.executor_id} | {
-                eid for eid, st in states.values() if st != "live"}
+                r.executor_id for r in self.store.get_executors()
+                if liveness.state(r, now, lease) != "live"}
             # (this process's own running workflows left out by the database:
             # an executor running thousands would otherwise have them all
             # sent back at every pass, only to skip them)
             candidates = self.store.find_recoverable(sorted(executor_ids),
                                                      not_owned_by=self.instance_id)
+            # The owners' liveness is read after their workflows: a process
+            # registers before it starts any, so the owner of every candidate
+            # that is alive is in this read (read before the candidates, it
+            # would miss a process that started since, and its workflows,
+            # found by the scan, would look orphaned and be run twice).
+            states = {r.instance_id: (r.executor_id, liveness.state(r, now, lease))
+                      for r in self.store.get_executors()}
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed
