@@ -438,17 +438,15 @@ class Runtime:
             # that is alive is in this read (read before the candidates, it
             # would miss a process that started since, and its workflows,
             # found by the scan, would look orphaned and be run twice).
-            states = {r.instance_id: (r.executor_id, liveness.state(r, now, lease))
-                      for r in self.store.get_executors()}
+            alive = {r.instance_id for r in self.store.get_executors()
+                     if liveness.state(r, now, lease) == "live"}
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed
         # By owner, so that each batch is one compare-and-swap on that owner.
         by_owner: dict[str | None, list[str]] = {}
         for workflow_id, owner, version in candidates:
-            if owner == self.instance_id or self.active(workflow_id) is not None:
-                continue
-            if owner is not None and owner in states and states[owner][1] == "live":
+            if owner in alive or self.active(workflow_id) is not None:
                 continue
             if version is not None and version != self.app_version:
                 continue  # another version's code: left for an executor running it
