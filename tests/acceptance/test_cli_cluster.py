@@ -64,6 +64,10 @@ def test_executors_lists_live_dead_and_stopped(dbos: Any, db_url: str) -> None:
                                             4242, now - 60_000, now - 60_000))
         store.register_executor(ExecutorRow("stopped-one", "local", "v1", "another-host",
                                             4243, now, now, stopped_at=now))
+        store.register_executor(ExecutorRow("front-end", "local", "v1", "another-host",
+                                            4244, now, now, queues="[]"))
+        store.register_executor(ExecutorRow("mailer", "local", "v1", "another-host",
+                                            4245, now, now, queues='["mail", "sms"]'))
     finally:
         store.close()
     done = relos(db_url, "executors", "--json", "--all")
@@ -73,7 +77,11 @@ def test_executors_lists_live_dead_and_stopped(dbos: Any, db_url: str) -> None:
     assert states["far-away"] == "dead"        # other host, heartbeat older than the lease
     assert states["stopped-one"] == "stopped"
     assert "live" in states.values()           # this test's own runtime
+    served = {e["instance_id"]: e["queues"] for e in json.loads(done.stdout)}
+    assert served["front-end"] == [] and served["mailer"] == ["mail", "sms"]
+    assert served["dead-one"] is None          # every queue its code defines
     default = relos(db_url, "executors", "--json")
     assert "stopped-one" not in {e["instance_id"] for e in json.loads(default.stdout)}
     table = relos(db_url, "executors")
     assert table.returncode == 0 and "dead" in table.stdout
+    assert "mail, sms" in table.stdout and "none (enqueues only)" in table.stdout

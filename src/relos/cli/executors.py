@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 from rich import box
 from rich.table import Table
@@ -49,6 +51,7 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
             "application_version": r.application_version, "hostname": r.hostname,
             "pid": r.pid, "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
             "stopped_at": r.stopped_at, "pending_workflows": pending.get(r.instance_id, 0),
+            "queues": None if r.queues is None else json.loads(r.queues),
         } for r, st in listed])
         return
     out = common.console()
@@ -58,12 +61,20 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
         return
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("Instance", "Executor", "State", "Host", "PID", "Version", "Heartbeat",
-                   "Pending"):
+                   "Pending", "Queues"):
         table.add_column(column, justify="right" if column in ("PID", "Pending") else "left",
                          no_wrap=column in ("Instance", "State", "PID", "Heartbeat"))
     for r, st in listed:
         age = f"{(now - r.heartbeat_at) / 1000:.0f}s ago"
         table.add_row(r.instance_id[:8], r.executor_id, Text(st, style=_STYLE[st]), r.hostname,
                       str(r.pid), (r.application_version or "-")[:8], age,
-                      str(pending.get(r.instance_id, 0)))
+                      str(pending.get(r.instance_id, 0)), _queues(r.queues))
     out.print(table)
+
+
+def _queues(served: str | None) -> str:
+    """The queues an executor dequeues from, for the table."""
+    if served is None:
+        return "all"
+    names = json.loads(served)
+    return ", ".join(names) if names else "none (enqueues only)"

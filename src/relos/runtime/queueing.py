@@ -217,6 +217,9 @@ FULL_SCAN_SECONDS = 1.0
 #: A claim of this many workflows or more from a queue without a global
 #: budget is split in two claims run at once (see ``QueueRunner._claim``).
 SPLIT_CLAIM_FROM = 128
+#: An idle runner whose last claim found nothing waits this long after it
+#: before claiming again when woken (see ``QueueRunner._back_off``).
+EMPTY_CLAIM_BACKOFF_SECONDS = 0.02
 #: Claimed workflows are run by this many threads at first, each taking the
 #: next one as it finishes one (see ``QueueRunner._feed``) ...
 MIN_FEEDERS = 4
@@ -281,6 +284,9 @@ class QueueRunner:
         self._busy: set[str] = set()
         #: The queues whose last claim (with room to claim) found nothing.
         self._dry: set[str] = set()
+        #: When the last claim that found nothing ran (monotonic; None after
+        #: one that found work).
+        self._empty_claim_at: float | None = None
         self._settings: dict[str, QueueRow] = {}
         self._settings_at = 0.0
         self._latest = True
@@ -413,6 +419,7 @@ class QueueRunner:
                     if not claimed:
                         woke.wait(self.idle_wait.seconds(names))
                         self._gather_room()
+                        self._back_off(stop)
         self._give_back_ready()
         if self._helper is not None:
             self._helper.shutdown()
@@ -425,6 +432,24 @@ class QueueRunner:
             with contextlib.suppress(errors.RelosError):
                 self.rt.store.requeue(row.workflow_id, self.rt.instance_id, clock.now_ms(),
                                        started=False)
+
+    def _back_off(self, stop: threading.Event) -> None:
+        """Woken after a claim that found nothing in a queue another live
+        executor serves: let EMPTY_CLAIM_BACKOFF_SECONDS pass since that claim
+        before the next. Every executor listening to a queue hears each of its
+        enqueues, and all but the first to claim find nothing: in a trickle of
+        single enqueues, a cluster of N executors made N claims per workflow.
+        An executor that just lost such a race (or found the queue empty) now
+        answers at most every EMPTY_CLAIM_BACKOFF_SECONDS; one whose last
+        claim found work answers at once, and an executor alone on its queues
+        never waits (nor one whose store does not push notifications: its
+        runners poll, they are not woken by each enqueue)."""
+        empty_at, rt = self._empty_claim_at, self.rt
+        if empty_at is not None and rt.store.pushes_notifications \
+                and rt.config.use_listen_notify:
+            rest = empty_at + EMPTY_CLAIM_BACKOFF_SECONDS - time.monotonic()
+            if rest > 0:
+                stop.wait(rest)
 
     def _gather_room(self) -> None:
         """Woken with little room free (finished workflows are released one by
@@ -504,7 +529,11 @@ class QueueRunner:
         now = clock.now_ms()
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
-        self.dry.claimed(name, bool(rows))
+        self.dry.claimed(name, len(rows), room)
+        if not rows and any(r.serves(name) for r in rt.others):
+            self._empty_claim_at = time.monotonic()
+        elif rows:
+            self._empty_claim_at = None
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
         if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:

@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import gc
 import heapq
+import json
 import logging
 import os
 import socket
@@ -180,6 +181,9 @@ class Runtime:
         self.listen_queues: list[str] | None = None
         self.queue_runner: QueueRunner | None = None
         self.waker = Waker(self)
+        #: The other live executors seen at the last recovery pass (those that
+        #: serve a queue of this one hear its enqueues too: QueueRunner._back_off).
+        self.others: tuple[ExecutorRow, ...] = ()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -197,6 +201,7 @@ class Runtime:
             instance_id=self.instance_id, executor_id=self.config.executor_id,
             application_version=self.app_version, hostname=self.hostname, pid=self.pid,
             started_at=now, heartbeat_at=heartbeat_at,
+            queues=None if self.listen_queues is None else json.dumps(sorted(self.listen_queues)),
         ))
         # A version launched for the first time becomes the latest one. Not so
         # for a process that dequeues from no queue (DBOS.listen_queues([])), such
@@ -438,8 +443,10 @@ class Runtime:
             # that is alive is in this read (read before the candidates, it
             # would miss a process that started since, and its workflows,
             # found by the scan, would look orphaned and be run twice).
-            alive = {r.instance_id for r in self.store.get_executors()
-                     if liveness.state(r, now, lease) == "live"}
+            live = [r for r in self.store.get_executors()
+                    if liveness.state(r, now, lease) == "live"]
+            alive = {r.instance_id for r in live}
+            self.others = tuple(r for r in live if r.instance_id != self.instance_id)
         except errors.RelosError as exc:
             logger.warning("recovery scan failed: %s", exc)
             return claimed

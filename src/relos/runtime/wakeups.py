@@ -208,11 +208,19 @@ class DryQueues:
             heard.clear()
             self._told = True
 
-    def claimed(self, name: str, any_claimed: bool) -> None:
-        """After a claim with room to claim: whether it found work."""
-        if not any_claimed and name in self._heard:
+    def claimed(self, name: str, got: int, room: int) -> None:
+        """After a claim of up to ``room`` workflows that got ``got``. One that
+        got fewer than it had room for has taken every workflow it could see:
+        the queue is dry too (else the next round claims again at once and,
+        in a trickle of single enqueues, every task costs a claim that finds
+        nothing; measured by ``benchmarks/bench_trickle.py``). Rows skipped
+        because another executor's claim held them locked are that claim's;
+        should it roll back, the poll interval finds them, as it finds the
+        work of any claim rolled back."""
+        if got < room and name in self._heard:
             self._since[name] = time.monotonic()
-            self._in_vain |= self._told
+            if not got:
+                self._in_vain |= self._told
 
     def take_heard_in_vain(self) -> bool:
         """Whether an enqueue was heard whose queue then had nothing to claim

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import json
 import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -178,6 +179,13 @@ class ExecutorRow:
     started_at: int
     heartbeat_at: int
     stopped_at: int | None = None
+    #: The queues it dequeues from: None for every queue its code defines, else
+    #: a JSON array of names (``[]``: it only enqueues).
+    queues: str | None = None
+
+    def serves(self, queue_name: str) -> bool:
+        """Whether this executor dequeues from ``queue_name``."""
+        return self.queues is None or queue_name in json.loads(self.queues)
 
 
 EXECUTOR_COLUMNS: tuple[str, ...] = tuple(ExecutorRow.__dataclass_fields__)

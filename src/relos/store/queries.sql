@@ -124,7 +124,8 @@ INSERT INTO {p}executors ({executor_columns}) VALUES ({executor_params})
 ON CONFLICT (instance_id) DO UPDATE
 SET executor_id = excluded.executor_id, application_version = excluded.application_version,
     hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at,
-    heartbeat_at = excluded.heartbeat_at, stopped_at = excluded.stopped_at
+    heartbeat_at = excluded.heartbeat_at, stopped_at = excluded.stopped_at,
+    queues = excluded.queues
 
 -- name: heartbeat
 UPDATE {p}executors SET heartbeat_at = :now WHERE instance_id = :instance_id

@@ -1,0 +1,136 @@
+"""A steady trickle of single enqueues served by a cluster of executors.
+
+Web applications rarely enqueue a thousand tasks at once: each request
+enqueues one. On PostgreSQL every executor listening to the queue hears every
+enqueue (LISTEN/NOTIFY), and all but one of those that try to claim find
+nothing. This benchmark measures what that costs as the cluster grows: one
+process enqueues ``--rate`` tiny workflows a second, one at a time, for
+``--seconds``, while ``--executors`` processes (each a launched relos
+executor listening to the queue) run them. Reported per task:
+
+* the PostgreSQL server's CPU time (``benchdb.ServerCPU``);
+* the executor processes' CPU time (from ``/proc``);
+* the database's transactions (``pg_stat_database``: commits and rollbacks of
+  the run's database, the enqueues' included);
+* how long tasks waited between their enqueue and their start (p50 / p99 /
+  max of ``started_at - created_at``, read from the workflows' rows).
+
+The enqueue rate is held below what one enqueuer can do, so that every cluster
+size serves the same work; the figures to compare are the costs per task.
+
+Usage::
+
+    python benchmarks/bench_trickle.py --executors 1 4 8 --rate 200 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+import bench_tasks  # noqa: E402
+from benchdb import ServerCPU, database  # noqa: E402
+
+from relos import DBOS  # noqa: E402
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _transactions(conn: Any, name: str) -> int:
+    row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                       "WHERE datname = %s", (name,)).fetchone()
+    return int(row[0])
+
+
+def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
+    import psycopg
+
+    tasks = int(rate * seconds)
+    with database("postgres") as url:
+        name = url.rsplit("/", 1)[1]
+        DBOS.destroy()
+        DBOS.listen_queues([])  # this process only enqueues
+        DBOS(config={"system_database_url": url, "log_level": "WARNING"})
+        DBOS.launch()
+        procs: list[subprocess.Popen[str]] = []
+        stats = psycopg.connect(url, autocommit=True)
+        try:
+            procs = bench_tasks.start_workers(url, executors, 64)
+            # (launch work settles, and each executor's recovery pass, every 5 s,
+            # has seen the others: see QueueRunner._back_off)
+            time.sleep(6.0)
+            cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
+            xacts0 = _transactions(stats, name)
+            with ServerCPU() as server:
+                t0 = time.perf_counter()
+                for i in range(tasks):
+                    bench_tasks.tasks_queue.enqueue(bench_tasks.tiny, i)
+                    pause = t0 + (i + 1) / rate - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                enqueue_s = time.perf_counter() - t0
+                while stats.execute(
+                        "SELECT count(*) FROM relos.workflow_status WHERE status <> 'SUCCESS'"
+                ).fetchone()[0]:  # type: ignore[index]
+                    time.sleep(0.05)
+            cpu = sum(_cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
+            time.sleep(1.0)  # (backends report their transactions within a second)
+            xacts = _transactions(stats, name) - xacts0
+            waits = sorted(r[0] for r in stats.execute(
+                "SELECT started_at - created_at FROM relos.workflow_status").fetchall())
+        finally:
+            for proc in procs:
+                if proc.stdin is not None:
+                    proc.stdin.close()
+            for proc in procs:
+                proc.wait(timeout=60)
+            stats.close()
+            DBOS.destroy()
+    return {
+        "executors": executors, "tasks": tasks, "rate": tasks / enqueue_s,
+        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks,
+        "executor_cpu_us": 1e6 * cpu / tasks,
+        "transactions_per_task": xacts / tasks,
+        "wait_ms_p50": statistics.median(waits),
+        "wait_ms_p99": waits[int(0.99 * (len(waits) - 1))],
+        "wait_ms_max": waits[-1],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executors", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--rate", type=float, default=200.0, help="enqueues a second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if min(args.executors) < 1 or args.rate <= 0 or args.seconds <= 0:
+        parser.error("--executors must be 1 or more, --rate and --seconds positive")
+    results = [run(n, args.rate, args.seconds)
+               for _ in range(args.repeat) for n in args.executors]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print(f"{'executors':>9s} {'tasks/s':>8s} {'server µs':>10s} {'executors µs':>13s} "
+          f"{'xacts':>6s} {'wait p50/p99/max ms':>22s}   (per task)")
+    for r in results:
+        print(f"{r['executors']:9d} {r['rate']:8.0f} {r['server_cpu_us']:10.0f} "
+              f"{r['executor_cpu_us']:13.0f} {r['transactions_per_task']:6.2f} "
+              f"{r['wait_ms_p50']:8.0f}/{r['wait_ms_p99']:.0f}/{r['wait_ms_max']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""How many claims an executor makes for a trickle of single enqueues, on
+PostgreSQL, where each enqueue is announced to every executor (LISTEN/NOTIFY).
+
+The claims are counted by wrapping the launched store's ``dequeue`` (every
+claim still runs against the real database); the enqueues are written by the
+test's own store, as another process would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from queue_workflows import DEADLINE, basic_queue, launched, tq_add
+
+import relos.dbos
+from relos import DBOS, ENQUEUED
+from relos.runtime import queueing
+from relos.store import SystemStore
+from relos.store.base import ExecutorRow, WorkflowRow
+
+#: Long enough that no claim in these tests comes from a poll.
+SLOW_POLL = 20.0
+
+
+def _postgres_only(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("SQLite cannot announce another process's enqueue: its runners poll")
+
+
+def _count_claims(queue_name: str) -> list[tuple[float, int]]:
+    """From now on: (monotonic time, rows claimed) of each claim from the
+    queue by the launched runtime."""
+    rt = relos.dbos._rt()
+    claims: list[tuple[float, int]] = []
+    real = rt.store.dequeue
+
+    def dequeue(queue: Any, *args: Any, **kwargs: Any) -> Any:
+        at = time.monotonic()
+        rows = real(queue, *args, **kwargs)
+        if queue.name == queue_name:
+            claims.append((at, len(rows)))
+        return rows
+
+    rt.store.dequeue = dequeue  # type: ignore[method-assign]
+    return claims
+
+
+def _enqueue_elsewhere(raw_store: SystemStore, i: int) -> str:
+    """One ``tq_add(i, 1)`` queued in ``basic_queue`` by another process's store."""
+    now = int(time.time() * 1000)
+    workflow_id = f"trickle-{i}-{now}"
+    raw_store.enqueue([WorkflowRow(
+        workflow_id, ENQUEUED, relos.dbos._workflow_info(tq_add).name, "elsewhere", now, now,
+        queue_name=basic_queue.name, inputs=json.dumps({"args": [i, 1], "kwargs": {}}))])
+    return workflow_id
+
+
+def test_a_claim_that_takes_all_it_sees_is_not_followed_by_an_empty_one(
+        db_url: str, backend: str, raw_store: SystemStore) -> None:
+    """A claim that got fewer workflows than it had room for took all there
+    were: the runner waits for the next enqueue instead of claiming again at
+    once to find nothing (it did, once per workflow of a trickle)."""
+    _postgres_only(backend)
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        time.sleep(0.3)  # (the runner's first rounds are over: it waits for enqueues)
+        claims = _count_claims(basic_queue.name)
+        for i in range(20):
+            workflow_id = _enqueue_elsewhere(raw_store, i)
+            assert DBOS.retrieve_workflow(workflow_id).get_result(
+                timeout_seconds=DEADLINE) == i + 1
+        time.sleep(0.2)
+    took = sum(n for _, n in claims)
+    empty = sum(1 for _, n in claims if n == 0)
+    assert took == 20
+    assert empty <= 3, f"{empty} claims found nothing for 20 workflows enqueued one by one"
+
+
+def _announce(db_url: str, queue_name: str, times: int, every: float) -> None:
+    """Send the notification of an enqueue to ``queue_name`` (with nothing
+    enqueued) ``times`` times, ``every`` seconds apart."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for _ in range(times):
+            conn.execute("SELECT pg_notify('relos_queues', %s)", (queue_name,))
+            time.sleep(every)
+
+
+def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queue(
+        db_url: str, backend: str, raw_store: SystemStore) -> None:
+    """Every executor serving a queue hears each enqueue, and all but the
+    first to claim find nothing. One whose claim found nothing in a queue
+    another live executor serves claims again only EMPTY_CLAIM_BACKOFF_SECONDS
+    later, however many enqueues it hears meanwhile; alone on the queue, it
+    never holds back."""
+    _postgres_only(backend)
+    backoff = queueing.EMPTY_CLAIM_BACKOFF_SECONDS
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        rt = relos.dbos._rt()
+        now = raw_store.clock_ms()
+        raw_store.register_executor(ExecutorRow(
+            "other-executor", "local", rt.app_version, "some-other-host", 4242, now, now,
+            queues=json.dumps([basic_queue.name])))
+        raw_store.register_executor(ExecutorRow(
+            "front-end", "local", rt.app_version, "some-other-host", 4243, now, now,
+            queues="[]"))
+        rt.recover_pending()  # (the pass that reads who else is alive)
+        assert {r.instance_id for r in rt.others} == {"other-executor", "front-end"}
+        time.sleep(0.3)
+        claims = _count_claims(basic_queue.name)
+        _announce(db_url, basic_queue.name, times=30, every=0.003)
+        time.sleep(2 * backoff)
+        runner = rt.queue_runner
+        assert runner is not None
+        assert runner._empty_claim_at is not None
+
+        # Alone on the queue (the other executor stopped; the front end
+        # dequeues from no queue): no holding back.
+        raw_store.deregister_executor("other-executor", raw_store.clock_ms())
+        rt.recover_pending()
+        assert [r.instance_id for r in rt.others] == ["front-end"]
+        runner._empty_claim_at = None
+        claims = claims[:]  # (the claims heard while another served the queue)
+        alone = _count_claims(basic_queue.name)
+        _announce(db_url, basic_queue.name, times=5, every=0.003)
+        time.sleep(2 * backoff)
+        assert alone and all(n == 0 for _, n in alone)
+        assert runner._empty_claim_at is None
+    assert len(claims) >= 2, claims
+    assert all(n == 0 for _, n in claims)
+    gaps = [b[0] - a[0] for a, b in zip(claims, claims[1:], strict=False)]
+    assert min(gaps) >= backoff * 0.95, f"claims {gaps} s apart after one found nothing"
+
+
+def test_each_executor_records_the_queues_it_serves(
+        db_url: str, raw_store: SystemStore, no_listen_filter: None) -> None:
+    """The executors table says which queues each process dequeues from:
+    every queue of its code (NULL), those it listens to, or none."""
+    with launched(db_url, listen=[basic_queue]):
+        me = relos.dbos._rt().instance_id
+        [row] = raw_store.get_executors([me])
+        assert json.loads(row.queues or "null") == [basic_queue.name]
+        assert row.serves(basic_queue.name) and not row.serves("another")
+    with launched(db_url, listen=[]):
+        [row] = raw_store.get_executors([relos.dbos._rt().instance_id])
+        assert row.queues == "[]" and not row.serves(basic_queue.name)
+    with launched(db_url):
+        [row] = raw_store.get_executors([relos.dbos._rt().instance_id])
+        assert row.queues is None and row.serves("any queue at all")
