@@ -47,6 +47,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import relos.dbos
 from relos import DBOS, Queue
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -74,6 +75,10 @@ def serve(url: str, threads: int) -> None:
     DBOS.launch()
     print("ready", flush=True)
     sys.stdin.read()
+    runner = relos.dbos._rt().queue_runner
+    if runner is not None:  # (what its queue runner's claims were, for bench_trickle.py)
+        print(json.dumps({"claims": runner.claims, "empty_claims": runner.empty_claims}),
+              flush=True)
     DBOS.destroy()
 
 

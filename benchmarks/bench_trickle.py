@@ -10,13 +10,19 @@ executor listening to the queue) run them. Reported per task:
 
 * the PostgreSQL server's CPU time (``benchdb.ServerCPU``);
 * the executor processes' CPU time (from ``/proc``);
-* the database's transactions (``pg_stat_database``: commits and rollbacks of
-  the run's database, the enqueues' included);
+* the claims the executors' queue runners made, and how many of them found
+  nothing (counted by the runners, reported when they stop);
 * how long tasks waited between their enqueue and their start (p50 / p99 /
   max of ``started_at - created_at``, read from the workflows' rows).
 
 The enqueue rate is held below what one enqueuer can do, so that every cluster
 size serves the same work; the figures to compare are the costs per task.
+
+Floor: the least any engine could do for a task delivered this way, three
+commits on a bare table at the same rate, one connection each: the enqueuer's
+INSERT, a worker's claim (UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING, as
+soon as the INSERT returned) and its completion (UPDATE); no history, no
+notification, no index beyond the key and the status.
 
 Usage::
 
@@ -47,10 +53,8 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _transactions(conn: Any, name: str) -> int:
-    row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                       "WHERE datname = %s", (name,)).fetchone()
-    return int(row[0])
+#: Seconds between the executors' launch and the first enqueue.
+SETTLE_SECONDS = 6.0
 
 
 def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -58,7 +62,6 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
 
     tasks = int(rate * seconds)
     with database("postgres") as url:
-        name = url.rsplit("/", 1)[1]
         DBOS.destroy()
         DBOS.listen_queues([])  # this process only enqueues
         DBOS(config={"system_database_url": url, "log_level": "WARNING"})
@@ -69,9 +72,8 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
             procs = bench_tasks.start_workers(url, executors, 64)
             # (launch work settles, and each executor's recovery pass, every 5 s,
             # has seen the others: see QueueRunner._back_off)
-            time.sleep(6.0)
+            time.sleep(SETTLE_SECONDS)
             cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
-            xacts0 = _transactions(stats, name)
             with ServerCPU() as server:
                 t0 = time.perf_counter()
                 for i in range(tasks):
@@ -85,14 +87,14 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
                 ).fetchone()[0]:  # type: ignore[index]
                     time.sleep(0.05)
             cpu = sum(_cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
-            time.sleep(1.0)  # (backends report their transactions within a second)
-            xacts = _transactions(stats, name) - xacts0
             waits = sorted(r[0] for r in stats.execute(
                 "SELECT started_at - created_at FROM relos.workflow_status").fetchall())
         finally:
             for proc in procs:
                 if proc.stdin is not None:
                     proc.stdin.close()
+            counted = [json.loads(proc.stdout.readline()) for proc in procs
+                       if proc.stdout is not None]
             for proc in procs:
                 proc.wait(timeout=60)
             stats.close()
@@ -101,10 +103,54 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
         "executors": executors, "tasks": tasks, "rate": tasks / enqueue_s,
         "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks,
         "executor_cpu_us": 1e6 * cpu / tasks,
-        "transactions_per_task": xacts / tasks,
+        "claims_per_task": sum(c["claims"] for c in counted) / tasks,
+        "empty_claims_per_task": sum(c["empty_claims"] for c in counted) / tasks,
         "wait_ms_p50": statistics.median(waits),
         "wait_ms_p99": waits[int(0.99 * (len(waits) - 1))],
         "wait_ms_max": waits[-1],
+    }
+
+
+def run_floor(rate: float, seconds: float) -> dict[str, Any]:
+    import psycopg
+
+    tasks = int(rate * seconds)
+    with database("postgres") as url:
+        enqueuer = psycopg.connect(url, autocommit=True)
+        worker = psycopg.connect(url, autocommit=True)
+        try:
+            enqueuer.execute("CREATE TABLE floor_trickle (id BIGINT PRIMARY KEY, "
+                             "status TEXT NOT NULL, inputs TEXT, output TEXT, owner TEXT)")
+            enqueuer.execute("CREATE INDEX ON floor_trickle (status, id)")
+            time.sleep(SETTLE_SECONDS)
+            waits = []
+            with ServerCPU() as server:
+                t0 = time.perf_counter()
+                for i in range(tasks):
+                    enqueued = time.perf_counter()
+                    enqueuer.execute("INSERT INTO floor_trickle (id, status, inputs) "
+                                     "VALUES (%s, 'ENQUEUED', '[1]')", (i,))
+                    [(claimed,)] = worker.execute(
+                        "UPDATE floor_trickle SET status = 'PENDING', owner = 'me' WHERE id IN "
+                        "(SELECT id FROM floor_trickle WHERE status = 'ENQUEUED' ORDER BY id "
+                        "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id").fetchall()
+                    waits.append(1000 * (time.perf_counter() - enqueued))
+                    worker.execute("UPDATE floor_trickle SET status = 'SUCCESS', output = '2' "
+                                   "WHERE id = %s", (claimed,))
+                    pause = t0 + (i + 1) / rate - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                elapsed = time.perf_counter() - t0
+        finally:
+            for conn in (enqueuer, worker):
+                conn.close()
+    waits.sort()
+    return {
+        "executors": 0, "tasks": tasks, "rate": tasks / elapsed,
+        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks, "executor_cpu_us": 0.0,
+        "claims_per_task": 1.0, "empty_claims_per_task": 0.0,
+        "wait_ms_p50": statistics.median(waits),
+        "wait_ms_p99": waits[int(0.99 * (len(waits) - 1))], "wait_ms_max": waits[-1],
     }
 
 
@@ -114,20 +160,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="enqueues a second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if min(args.executors) < 1 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--executors must be 1 or more, --rate and --seconds positive")
-    results = [run(n, args.rate, args.seconds)
-               for _ in range(args.repeat) for n in args.executors]
+    results = []
+    for _ in range(args.repeat):
+        results += [run(n, args.rate, args.seconds) for n in args.executors]
+        if not args.no_floor:
+            results.append(run_floor(args.rate, args.seconds))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     print(f"{'executors':>9s} {'tasks/s':>8s} {'server µs':>10s} {'executors µs':>13s} "
-          f"{'xacts':>6s} {'wait p50/p99/max ms':>22s}   (per task)")
+          f"{'claims (empty)':>15s} {'wait p50/p99/max ms':>20s}   (per task)")
     for r in results:
-        print(f"{r['executors']:9d} {r['rate']:8.0f} {r['server_cpu_us']:10.0f} "
-              f"{r['executor_cpu_us']:13.0f} {r['transactions_per_task']:6.2f} "
+        who = f"{r['executors']:9d}" if r["executors"] else f"{'floor':>9s}"
+        print(f"{who} {r['rate']:8.0f} {r['server_cpu_us']:10.0f} "
+              f"{r['executor_cpu_us']:13.0f} {r['claims_per_task']:8.2f} "
+              f"({r['empty_claims_per_task']:.2f}) "
               f"{r['wait_ms_p50']:8.0f}/{r['wait_ms_p99']:.0f}/{r['wait_ms_max']:.0f}")
     return 0
 

@@ -287,6 +287,10 @@ class QueueRunner:
         #: When the last claim that found nothing ran (monotonic; None after
         #: one that found work).
         self._empty_claim_at: float | None = None
+        #: Claims made, and those of them that found nothing (for benchmarks
+        #: and diagnosis: what waking up cost).
+        self.claims = 0
+        self.empty_claims = 0
         self._settings: dict[str, QueueRow] = {}
         self._settings_at = 0.0
         self._latest = True
@@ -529,6 +533,8 @@ class QueueRunner:
         now = clock.now_ms()
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
+        self.claims += 1
+        self.empty_claims += not rows
         self.dry.claimed(name, len(rows), room)
         if not rows and any(r.serves(name) for r in rt.others):
             self._empty_claim_at = time.monotonic()
