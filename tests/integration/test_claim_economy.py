@@ -100,11 +100,12 @@ def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queu
     with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
         rt = relos.dbos._rt()
         now = raw_store.clock_ms()
+        beat = now + 60_000  # (alive for the whole test, however slow the host)
         raw_store.register_executor(ExecutorRow(
-            "other-executor", "local", rt.app_version, "some-other-host", 4242, now, now,
+            "other-executor", "local", rt.app_version, "some-other-host", 4242, now, beat,
             queues=json.dumps([basic_queue.name])))
         raw_store.register_executor(ExecutorRow(
-            "front-end", "local", rt.app_version, "some-other-host", 4243, now, now,
+            "front-end", "local", rt.app_version, "some-other-host", 4243, now, beat,
             queues="[]"))
         rt.recover_pending()  # (the pass that reads who else is alive)
         assert {r.instance_id for r in rt.others} == {"other-executor", "front-end"}
