@@ -150,3 +150,4 @@ def test_each_executor_records_the_queues_it_serves(
     with launched(db_url):
         [row] = raw_store.get_executors([relos.dbos._rt().instance_id])
         assert row.queues is None and row.serves("any queue at all")
+

@@ -51,7 +51,7 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
             "application_version": r.application_version, "hostname": r.hostname,
             "pid": r.pid, "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
             "stopped_at": r.stopped_at, "pending_workflows": pending.get(r.instance_id, 0),
-            "queues": None if r.queues is None else json.loads(r.queues),
+            "queues": _names(r.queues),
         } for r, st in listed])
         return
     out = common.console()
@@ -72,9 +72,21 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
     out.print(table)
 
 
+def _names(served: str | None) -> list[str] | None:
+    """The queues an executor dequeues from (None: every queue of its code;
+    a value that is not a JSON array of names shows as it is stored)."""
+    if served is None:
+        return None
+    try:
+        names = json.loads(served)
+    except ValueError:
+        return [served]
+    return [str(n) for n in names] if isinstance(names, list) else [served]
+
+
 def _queues(served: str | None) -> str:
     """The queues an executor dequeues from, for the table."""
-    if served is None:
+    names = _names(served)
+    if names is None:
         return "all"
-    names = json.loads(served)
     return ", ".join(names) if names else "none (enqueues only)"

@@ -217,8 +217,9 @@ FULL_SCAN_SECONDS = 1.0
 #: A claim of this many workflows or more from a queue without a global
 #: budget is split in two claims run at once (see ``QueueRunner._claim``).
 SPLIT_CLAIM_FROM = 128
-#: An idle runner whose last claim found nothing waits this long after it
-#: before claiming again when woken (see ``QueueRunner._back_off``).
+#: An idle runner whose last claim found nothing, in a queue another live
+#: executor serves, waits this long after it before claiming again when woken
+#: (see ``QueueRunner._back_off``).
 EMPTY_CLAIM_BACKOFF_SECONDS = 0.02
 #: Claimed workflows are run by this many threads at first, each taking the
 #: next one as it finishes one (see ``QueueRunner._feed``) ...

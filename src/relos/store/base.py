@@ -184,8 +184,15 @@ class ExecutorRow:
     queues: str | None = None
 
     def serves(self, queue_name: str) -> bool:
-        """Whether this executor dequeues from ``queue_name``."""
-        return self.queues is None or queue_name in json.loads(self.queues)
+        """Whether this executor dequeues from ``queue_name`` (a value that is
+        not a JSON array of names, written by hand, counts as every queue)."""
+        if self.queues is None:
+            return True
+        try:
+            names = json.loads(self.queues)
+        except ValueError:
+            return True
+        return not isinstance(names, list) or queue_name in names
 
 
 EXECUTOR_COLUMNS: tuple[str, ...] = tuple(ExecutorRow.__dataclass_fields__)
