@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich import box
 from rich.table import Table
@@ -51,7 +49,7 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
             "application_version": r.application_version, "hostname": r.hostname,
             "pid": r.pid, "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
             "stopped_at": r.stopped_at, "pending_workflows": pending.get(r.instance_id, 0),
-            "queues": _names(r.queues),
+            "queues": r.queue_names(),
         } for r, st in listed])
         return
     out = common.console()
@@ -68,25 +66,12 @@ def executors(database_url: str | None, show_all: bool, lease: float, as_json: b
         age = f"{(now - r.heartbeat_at) / 1000:.0f}s ago"
         table.add_row(r.instance_id[:8], r.executor_id, Text(st, style=_STYLE[st]), r.hostname,
                       str(r.pid), (r.application_version or "-")[:8], age,
-                      str(pending.get(r.instance_id, 0)), _queues(r.queues))
+                      str(pending.get(r.instance_id, 0)), _queues(r.queue_names()))
     out.print(table)
 
 
-def _names(served: str | None) -> list[str] | None:
-    """The queues an executor dequeues from (None: every queue of its code;
-    a value that is not a JSON array of names shows as it is stored)."""
-    if served is None:
-        return None
-    try:
-        names = json.loads(served)
-    except ValueError:
-        return [served]
-    return [str(n) for n in names] if isinstance(names, list) else [served]
-
-
-def _queues(served: str | None) -> str:
+def _queues(names: list[str] | None) -> str:
     """The queues an executor dequeues from, for the table."""
-    names = _names(served)
     if names is None:
         return "all"
     return ", ".join(names) if names else "none (enqueues only)"

@@ -183,16 +183,21 @@ class ExecutorRow:
     #: a JSON array of names (``[]``: it only enqueues).
     queues: str | None = None
 
-    def serves(self, queue_name: str) -> bool:
-        """Whether this executor dequeues from ``queue_name`` (a value that is
-        not a JSON array of names, written by hand, counts as every queue)."""
+    def queue_names(self) -> list[str] | None:
+        """The names of the queues it dequeues from; None for every queue (also
+        for a value that is not a JSON array of names, written by hand)."""
         if self.queues is None:
-            return True
+            return None
         try:
             names = json.loads(self.queues)
         except ValueError:
-            return True
-        return not isinstance(names, list) or queue_name in names
+            return None
+        return [str(n) for n in names] if isinstance(names, list) else None
+
+    def serves(self, queue_name: str) -> bool:
+        """Whether this executor dequeues from ``queue_name``."""
+        names = self.queue_names()
+        return names is None or queue_name in names
 
 
 EXECUTOR_COLUMNS: tuple[str, ...] = tuple(ExecutorRow.__dataclass_fields__)
