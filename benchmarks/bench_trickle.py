@@ -6,10 +6,14 @@ enqueue (LISTEN/NOTIFY), and all but one of those that try to claim find
 nothing. This benchmark measures what that costs as the cluster grows: one
 process enqueues ``--rate`` tiny workflows a second, one at a time, for
 ``--seconds``, while ``--executors`` processes (each a launched relos
-executor listening to the queue) run them. Reported per task:
+executor listening to the queue) run them; ``0`` executors: the enqueuing
+process runs them itself, as a one-process application does (it then hears
+its own enqueues twice: in-process, and by the NOTIFY its statement sends).
+Reported per task:
 
 * the PostgreSQL server's CPU time (``benchdb.ServerCPU``);
-* the executor processes' CPU time (from ``/proc``);
+* the executor processes' CPU time (from ``/proc``; with ``0`` executors, the
+  one process's, its enqueues included);
 * the claims the executors' queue runners made, and how many of them found
   nothing (counted by the runners, reported when they stop);
 * how long tasks waited between their enqueue and their start (p50 / p99 /
@@ -27,6 +31,7 @@ notification, no index beyond the key and the status.
 Usage::
 
     python benchmarks/bench_trickle.py --executors 1 4 8 --rate 200 --seconds 10
+    python benchmarks/bench_trickle.py --executors 0 --rate 200 --seconds 10
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import bench_tasks  # noqa: E402
 from benchdb import ServerCPU, database  # noqa: E402
 
+import relos.dbos  # noqa: E402
 from relos import DBOS  # noqa: E402
 
 
@@ -63,17 +69,19 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
     tasks = int(rate * seconds)
     with database("postgres") as url:
         DBOS.destroy()
-        DBOS.listen_queues([])  # this process only enqueues
+        own = executors == 0  # this process runs the tasks, else it only enqueues
+        DBOS.listen_queues(["bench.tasks"] if own else [])
         DBOS(config={"system_database_url": url, "log_level": "WARNING"})
         DBOS.launch()
         procs: list[subprocess.Popen[str]] = []
         stats = psycopg.connect(url, autocommit=True)
         try:
             procs = bench_tasks.start_workers(url, executors, 64)
+            pids = [p.pid for p in procs] if procs else [os.getpid()]
             # (launch work settles, and each executor's recovery pass, every 5 s,
             # has seen the others: see QueueRunner._back_off)
             time.sleep(SETTLE_SECONDS)
-            cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
+            cpu0 = {pid: _cpu_seconds(pid) for pid in pids}
             with ServerCPU() as server:
                 t0 = time.perf_counter()
                 for i in range(tasks):
@@ -86,7 +94,7 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
                         "SELECT count(*) FROM relos.workflow_status WHERE status <> 'SUCCESS'"
                 ).fetchone()[0]:  # type: ignore[index]
                     time.sleep(0.05)
-            cpu = sum(_cpu_seconds(p.pid) - cpu0[p.pid] for p in procs)
+            cpu = sum(_cpu_seconds(pid) - cpu0[pid] for pid in pids)
             waits = sorted(r[0] for r in stats.execute(
                 "SELECT started_at - created_at FROM relos.workflow_status").fetchall())
         finally:
@@ -95,6 +103,9 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
                     proc.stdin.close()
             counted = [json.loads(proc.stdout.readline()) for proc in procs
                        if proc.stdout is not None]
+            runner = relos.dbos._rt().queue_runner if own else None
+            if runner is not None:
+                counted.append({"claims": runner.claims, "empty_claims": runner.empty_claims})
             for proc in procs:
                 proc.wait(timeout=60)
             stats.close()
@@ -146,7 +157,7 @@ def run_floor(rate: float, seconds: float) -> dict[str, Any]:
                 conn.close()
     waits.sort()
     return {
-        "executors": 0, "tasks": tasks, "rate": tasks / elapsed,
+        "executors": 0, "floor": True, "tasks": tasks, "rate": tasks / elapsed,
         "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks, "executor_cpu_us": 0.0,
         "claims_per_task": 1.0, "empty_claims_per_task": 0.0,
         "wait_ms_p50": statistics.median(waits),
@@ -163,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if min(args.executors) < 1 or args.rate <= 0 or args.seconds <= 0:
-        parser.error("--executors must be 1 or more, --rate and --seconds positive")
+    if min(args.executors) < 0 or args.rate <= 0 or args.seconds <= 0:
+        parser.error("--executors must be 0 (the enqueuer runs the tasks) or more, "
+                     "--rate and --seconds positive")
     results = []
     for _ in range(args.repeat):
         results += [run(n, args.rate, args.seconds) for n in args.executors]
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'executors':>9s} {'tasks/s':>8s} {'server µs':>10s} {'executors µs':>13s} "
           f"{'claims (empty)':>15s} {'wait p50/p99/max ms':>20s}   (per task)")
     for r in results:
-        who = f"{r['executors']:9d}" if r["executors"] else f"{'floor':>9s}"
+        who = (f"{'floor':>9s}" if r.get("floor") else f"{'0 (self)':>9s}"
+               if not r["executors"] else f"{r['executors']:9d}")
         print(f"{who} {r['rate']:8.0f} {r['server_cpu_us']:10.0f} "
               f"{r['executor_cpu_us']:13.0f} {r['claims_per_task']:8.2f} "
               f"({r['empty_claims_per_task']:.2f}) "

@@ -17,7 +17,7 @@ import pytest
 from queue_workflows import DEADLINE, basic_queue, launched, tq_add
 
 import relos.dbos
-from relos import DBOS, ENQUEUED
+from relos import DBOS, ENQUEUED, SetWorkflowID
 from relos.runtime import queueing
 from relos.store import SystemStore
 from relos.store.base import ExecutorRow, WorkflowRow
@@ -77,6 +77,74 @@ def test_a_claim_that_takes_all_it_sees_is_not_followed_by_an_empty_one(
     empty = sum(1 for _, n in claims if n == 0)
     assert took == 20
     assert empty <= 3, f"{empty} claims found nothing for 20 workflows enqueued one by one"
+
+
+def test_a_process_running_its_own_enqueues_claims_once_for_each(
+        db_url: str, backend: str) -> None:
+    """A process that enqueues one workflow at a time and runs them hears each
+    enqueue twice: in-process, and by the NOTIFY of its own statement. The
+    NOTIFY is dropped (the in-process wake-up claimed the workflow already):
+    it set off a claim that found nothing, for two workflows in three."""
+    _postgres_only(backend)
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        time.sleep(0.3)
+        claims = _count_claims(basic_queue.name)
+        for i in range(20):
+            handle = basic_queue.enqueue(tq_add, i, 1)
+            assert handle.get_result(timeout_seconds=DEADLINE) == i + 1
+            time.sleep(0.02)  # (the NOTIFY has come back before the next enqueue)
+        time.sleep(0.2)
+    took = sum(n for _, n in claims)
+    empty = sum(1 for _, n in claims if n == 0)
+    assert took == 20
+    assert empty <= 3, f"{empty} claims found nothing for 20 workflows enqueued one by one"
+
+
+def _insert_unannounced_locally(store: Any, workflow_id: str, i: int) -> None:
+    """An ENQUEUED row for ``tq_add(i, 1)`` written on one of ``store``'s own
+    pooled connections by plain SQL: its trigger sends the NOTIFY, and no
+    in-process wake-up follows (as for a requeue or a recovery)."""
+    now = int(time.time() * 1000)
+    with store._conn() as conn:
+        conn.execute(
+            f"INSERT INTO {store.prefix}workflow_status (workflow_id, status, name, "
+            "executor_id, created_at, updated_at, inputs, queue_name) "
+            "VALUES (%s, 'ENQUEUED', %s, 'local', %s, %s, %s, %s)",
+            (workflow_id, relos.dbos._workflow_info(tq_add).name, now, now,
+             json.dumps({"args": [i, 1], "kwargs": {}}), basic_queue.name))
+
+
+def test_only_the_own_enqueues_notifications_are_dropped(
+        db_url: str, backend: str) -> None:
+    """The NOTIFY of an enqueue that inserted nothing (its ID taken) is not
+    expected, and one sent on the same connection by any other path still
+    wakes the runner: with polls 20 s apart, the workflow it announces
+    starts at once."""
+    _postgres_only(backend)
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        rt = relos.dbos._rt()
+        echoes = rt.store.echoes  # type: ignore[attr-defined]
+        time.sleep(0.3)
+        assert echoes.listening
+        with SetWorkflowID("echo-first"):
+            assert basic_queue.enqueue(tq_add, 1, 1).get_result(
+                timeout_seconds=DEADLINE) == 2
+        deadline = time.monotonic() + 5
+        while echoes._count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert echoes._count == 0, "the enqueue's own NOTIFY was not heard back"
+        with SetWorkflowID("echo-first"):  # (taken: nothing inserted, no NOTIFY)
+            assert basic_queue.enqueue(tq_add, 1, 1).get_result(
+                timeout_seconds=DEADLINE) == 2
+        assert echoes._count == 0, "an enqueue that inserted nothing left an expectation"
+        for i in range(3):
+            with SetWorkflowID(f"echo-own-{i}"):
+                basic_queue.enqueue(tq_add, i, 1)
+            _insert_unannounced_locally(rt.store, f"echo-plain-{i}", i)
+            started = time.monotonic()
+            assert DBOS.retrieve_workflow(f"echo-plain-{i}").get_result(
+                timeout_seconds=DEADLINE) == i + 1
+            assert time.monotonic() - started < SLOW_POLL / 4, "its NOTIFY was dropped"
 
 
 def _announce(db_url: str, queue_name: str, times: int, every: float) -> None:

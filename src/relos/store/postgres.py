@@ -42,6 +42,7 @@ from relos.store.base import (
     check_isolation,
     column_kinds,
 )
+from relos.store.echoes import Echoes
 from relos.store.sql import ALL, ONE, ROWCOUNT, SQLStore
 
 try:
@@ -263,6 +264,9 @@ class PostgresStore(SQLStore):
         self._enqueuing_lock = threading.Lock()
         self._announcer = Announcer(
             lambda: psycopg.connect(url, autocommit=True, **self._named))
+        #: The NOTIFYs of this process's own single enqueues, which its
+        #: listener drops (the enqueuer wakes this process's dequeuers itself).
+        self.echoes = Echoes()
 
     # --- connections ------------------------------------------------------------------
 
@@ -407,12 +411,18 @@ class PostgresStore(SQLStore):
                 with psycopg.connect(self.url, autocommit=True, **self._named) as conn:
                     for channel in channels:
                         conn.execute(f"LISTEN {channel}")
+                    echoes = self.echoes
+                    echoes.reset(listening="relos_queues" in channels)
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
+                            if n.channel == "relos_queues" and echoes.heard(n.pid, n.payload):
+                                continue  # (this process's own enqueue: woken already)
                             on_change(_CHANNELS.get(n.channel, n.channel), n.payload)
             except psycopg.Error:
                 # The server went away: waiters keep polling meanwhile; reconnect.
+                self.echoes.reset(listening=False)
                 self._stop.wait(1.0)
+        self.echoes.reset(listening=False)
 
     def close(self) -> None:
         self._stop.set()
