@@ -635,7 +635,7 @@ class DBOS:
         info = registry.get_workflow(row.workflow_name)
         lo = schedules_mod.to_epoch_ms(start, "start")
         hi = schedules_mod.to_epoch_ms(end, "end")
-        ticks = schedules_mod.parse_cron(row.cron).ticks(
+        ticks = schedules_mod.parse_cron(row.cron, stored=True).ticks(
             lo - 1, hi - 1, schedules_mod.BACKFILL_MAX_TICKS + 1)
         if len(ticks) > schedules_mod.BACKFILL_MAX_TICKS:
             raise errors.ConfigError(

@@ -27,12 +27,13 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import inspect
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from relos import errors, identifiers
 from relos.store.base import ScheduleRow
@@ -91,16 +92,20 @@ class Cron:
         return out
 
 
-def parse_cron(expression: str) -> Cron:
-    """Validate a cron expression; ConfigError naming it and the expected format."""
+def parse_cron(expression: str, stored: bool = False) -> Cron:
+    """Validate a cron expression; ConfigError naming it and the expected format.
+
+    ``stored``: the expression of a stored schedule, accepted when it was
+    created: a step too large for its field (refused since) is read as it was
+    then (its field's first value), so that such a schedule keeps firing."""
     if not isinstance(expression, str):
         raise errors.ConfigError(
             f"a cron schedule must be a string, not {expression!r}: use {CRON_FORMAT}")
-    return _parse(expression)
+    return _parse(expression, stored)
 
 
 @functools.lru_cache(maxsize=256)
-def _parse(expression: str) -> Cron:
+def _parse(expression: str, stored: bool) -> Cron:
     text = " ".join(expression.split())
     fields = len(text.split())
     if fields not in (5, 6):
@@ -109,13 +114,45 @@ def _parse(expression: str) -> Cron:
             f"{CRON_FORMAT}")
     try:
         valid = croniter.is_valid(text, second_at_beginning=fields == 6)
-        if valid:
-            Cron(text).next_after(0)
     except Exception:  # croniter raises several types for malformed fields
         valid = False
     if not valid:
         raise errors.ConfigError(f"invalid cron expression {expression!r}: use {CRON_FORMAT}")
-    return Cron(text)
+    if not stored:
+        _check_steps(expression, text.split())
+    cron = Cron(text)
+    try:
+        cron.next_after(0)
+    except CroniterBadDateError:
+        raise errors.ConfigError(
+            f"cron expression {expression!r} never fires: no date has that day of the month "
+            "in those months (e.g. February 30, April 31); use a day every chosen month "
+            "has, or 'L' for the last day of the month") from None
+    except Exception:
+        raise errors.ConfigError(
+            f"invalid cron expression {expression!r}: use {CRON_FORMAT}") from None
+    return cron
+
+
+#: Each field's name and the span of its values, five-field order.
+_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12),
+           ("day-of-week", 0, 7))
+_STEP = re.compile(r"/(\d+)")
+
+
+def _check_steps(expression: str, parts: list[str]) -> None:
+    """Refuse a step no longer than its field's span allows (``*/60`` for
+    minutes matches minute 0 alone: an hourly schedule written as a
+    minutely step is a mistake, not a request)."""
+    fields = (("second", 0, 59),) + _FIELDS if len(parts) == 6 else _FIELDS
+    for part, (name, low, high) in zip(parts, fields, strict=True):
+        for step in _STEP.findall(part):
+            if int(step) > high - low:
+                raise errors.ConfigError(
+                    f"invalid cron expression {expression!r}: the {name} field's step "
+                    f"/{step} is larger than its range {low}-{high} allows (it would match "
+                    f"its first value alone); write that value instead, or a step up to "
+                    f"{high - low}")
 
 
 def check_policy(policy: str) -> str:
@@ -277,7 +314,8 @@ def info_of(row: ScheduleRow) -> ScheduleInfo:
     nxt: dt.datetime | None = None
     if not row.paused:
         try:
-            nxt = to_datetime(parse_cron(row.cron).next_after(row.last_tick_epoch_ms))
+            nxt = to_datetime(parse_cron(row.cron, stored=True).next_after(
+                row.last_tick_epoch_ms))
         except errors.ConfigError:
             nxt = None
     return ScheduleInfo(row.name, row.workflow_name, row.cron, row.paused,

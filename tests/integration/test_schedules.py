@@ -123,6 +123,56 @@ def test_invalid_cron_is_a_config_error_naming_it_and_the_format(bad):
         DBOS.scheduled(bad)
 
 
+@pytest.mark.parametrize("bad", ["*/60 * * * *", "*/60 * * * * *", "0 */24 * * *",
+                                 "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */8",
+                                 "0 0 1-10/31 * *", "*/61 * * * *"])
+def test_a_step_larger_than_its_field_is_refused(bad):
+    """``*/60`` minutes would match minute 0 alone: a mistake, refused with
+    the field and the largest step that means something."""
+    with pytest.raises(ConfigError, match=r"field's step /\d+ is larger than its range") as info:
+        parse_cron(bad)
+    assert repr(bad) in str(info.value)
+    with pytest.raises(ConfigError, match="is larger than its range"):
+        DBOS.scheduled(bad)
+
+
+@pytest.mark.parametrize("good", ["*/59 * * * *", "*/59 * * * * *", "0 */23 * * *",
+                                  "0 0 */30 * *", "0 0 1 */11 *", "0 0 * * */7",
+                                  "0 0 1-10/3 * *", "0 0 L * *", "0 0 29 2 *"])
+def test_the_largest_steps_that_mean_something_are_accepted(good):
+    assert parse_cron(good).expression == good
+
+
+@pytest.mark.parametrize("never", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_cron_that_never_fires_says_so(never):
+    with pytest.raises(ConfigError, match="never fires") as info:
+        parse_cron(never)
+    assert repr(never) in str(info.value)
+
+
+def test_a_stored_schedule_with_a_step_refused_since_keeps_its_meaning(dbos):
+    """A schedule stored before too-large steps were refused (its row written
+    directly here) is read as it was then: its field's first value."""
+    DBOS.create_schedule("old-step", sched_a, "*/10 * * * * *")
+    DBOS.pause_schedule("old-step")
+    store = relos.dbos._rt().store
+    store._run(f"UPDATE {store.prefix}schedules SET cron = {store._ph('c')} "  # type: ignore[attr-defined]
+               f"WHERE name = {store._ph('n')}",  # type: ignore[attr-defined]
+               {"c": "*/60 * * * * *", "n": "old-step"})
+    DBOS.resume_schedule("old-step")
+    info = DBOS.get_schedule("old-step")
+    assert info.cron == "*/60 * * * * *" and info.next_tick is not None
+    assert info.next_tick.second == 0
+    DBOS.pause_schedule("old-step")
+    start = dt.datetime(2030, 5, 1, 12, 0, 0, tzinfo=UTC)
+    handles = DBOS.backfill_schedule("old-step", start, start + dt.timedelta(minutes=3))
+    assert [h.workflow_id for h in handles] == [
+        f"sched:old-step:{ms(start) + i * 60_000}" for i in range(3)]
+    for h in handles:
+        h.get_result()
+    DBOS.delete_schedule("old-step")
+
+
 def test_scheduled_decorator_validation():
     with pytest.raises(ConfigError, match="not a workflow"):
         @DBOS.scheduled("* * * * *")

@@ -48,7 +48,7 @@ def _next_tick(row: ScheduleRow) -> int | None:
     if row.paused:
         return None
     try:
-        return schedules.parse_cron(row.cron).next_after(
+        return schedules.parse_cron(row.cron, stored=True).next_after(
             max(row.last_tick_epoch_ms, common.now_ms()))
     except errors.ConfigError:
         return None
@@ -206,7 +206,7 @@ def backfill(name: str, start: str, end: str, executor_id: str, database_url: st
     hi = common.parse_time(end, "--end")
     with common.opened_store(common.resolve_url(database_url)) as store:
         row = _row(store, name)
-        ticks = schedules.parse_cron(row.cron).ticks(lo - 1, hi - 1,
+        ticks = schedules.parse_cron(row.cron, stored=True).ticks(lo - 1, hi - 1,
                                                      schedules.BACKFILL_MAX_TICKS + 1)
         if len(ticks) > schedules.BACKFILL_MAX_TICKS:
             raise errors.ConfigError(

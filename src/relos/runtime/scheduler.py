@@ -97,7 +97,7 @@ class Scheduler:
                                 row.workflow_name, level=logging.INFO)
                 continue
             try:
-                cron = schedules.parse_cron(row.cron)
+                cron = schedules.parse_cron(row.cron, stored=True)
             except errors.ConfigError as exc:
                 self._say_once(row.name, "schedule %r is not run: %s", row.name, exc)
                 continue
