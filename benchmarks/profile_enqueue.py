@@ -81,7 +81,7 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[tuple[float, fl
     row = store.get_workflow(profile_queue.enqueue(task, 0).workflow_id)
     assert row is not None
     row = dataclasses.replace(row, status="ENQUEUED")
-    sql, params, _ = queue_sql._bulk_insert(store.prefix, [row], False)
+    sql, params = queue_sql._bulk_insert(store.prefix, [row], False)
 
     def fresh(_: int) -> list[WorkflowRow]:
         return [dataclasses.replace(row, workflow_id=new_id())]

@@ -6,8 +6,10 @@ import time
 
 import pytest
 
+from relos import ENQUEUED
 from relos.store import echoes
-from relos.store.echoes import Echoes
+from relos.store.base import RowBatch, WorkflowRow
+from relos.store.echoes import Echoes, announced_queues
 
 
 def _listening() -> Echoes:
@@ -83,3 +85,48 @@ def test_the_registry_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for pid in range(25):
         e.expect(pid, "q")
     assert e._count <= 10
+
+
+class _Conn:
+    """What Expecting reads of a psycopg connection: its backend's PID."""
+
+    class info:  # noqa: N801 (psycopg's attribute name)
+        backend_pid = 7
+
+
+def test_a_statement_expects_its_queues_and_keeps_those_it_announced() -> None:
+    e = _listening()
+    with e.expecting({"a", "b"}) as echo:
+        echo.expect(_Conn())
+        echo.sent({"a"})  # (every row for b was kept out: no NOTIFY for b)
+    assert e.heard(7, "a")
+    assert not e.heard(7, "b")
+
+
+def test_a_failed_statement_expects_nothing() -> None:
+    e = _listening()
+    with pytest.raises(RuntimeError), e.expecting({"a"}) as echo:
+        echo.expect(_Conn())
+        raise RuntimeError("the commit failed")
+    assert not e.heard(7, "a")
+
+
+def test_a_statement_that_announces_nothing_expects_nothing() -> None:
+    e = _listening()
+    with e.expecting(set()) as echo:
+        echo.expect(_Conn())
+    assert e._count == 0
+
+
+def _row(wid: str, status: str, queue: str | None) -> WorkflowRow:
+    return WorkflowRow(wid, status, "wf", "local", 0, 0, queue_name=queue)
+
+
+def test_the_queues_an_enqueue_announces() -> None:
+    rows = [_row("1", ENQUEUED, "a"), _row("2", "DELAYED", "b"), _row("3", ENQUEUED, "c"),
+            _row("4", "PENDING", "d"), _row("5", ENQUEUED, None)]
+    kept_out = _row("3", ENQUEUED, "c")
+    assert announced_queues(rows, [None, None, kept_out, None, None]) == {"a", "b"}
+    batch = RowBatch(_row("", ENQUEUED, "q"), ["x", "y"], ["[]", "[]"])
+    assert announced_queues(batch, [None, kept_out]) == {"q"}
+    assert announced_queues(batch, [kept_out, kept_out]) == set()

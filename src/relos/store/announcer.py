@@ -9,6 +9,10 @@ trigger not to notify (``relos.announce = 'after'`` for their transaction) and
 hand the queue's name to this process's :class:`Announcer` once committed; its
 thread sends the NOTIFYs, coalescing names that arrive while it is busy.
 
+Its NOTIFYs are expected by this process's listener (``echoes.py``), which
+drops them when they come back: the enqueuers woke this process's dequeuers
+in-process already.
+
 Best effort, like every NOTIFY: a process that dies between its commit and
 the announcement leaves the work to the dequeuers' polling, and a connection
 failure drops what was pending (and reconnects on the next announcement).
@@ -20,17 +24,22 @@ import logging
 import threading
 from typing import Any
 
+from relos.store.echoes import Echoes
+
 logger = logging.getLogger("relos")
 
 #: The setting (local to one transaction) that tells the status trigger the
 #: enqueuer announces its rows itself, after commit (migration 0009).
 QUIET = "SELECT set_config('relos.announce', 'after', true)"
+#: The channel of enqueue announcements.
+QUEUES = "relos_queues"
 
 
 class Announcer:
-    def __init__(self, connect: Any) -> None:
+    def __init__(self, connect: Any, echoes: Echoes) -> None:
         #: Opens an autocommit psycopg connection.
         self._connect = connect
+        self._echoes = echoes
         self._lock = threading.Condition(threading.Lock())
         self._pending: set[tuple[str, str]] = set()
         self._closed = False
@@ -73,8 +82,12 @@ class Announcer:
                     if conn is None:
                         conn = self._connect()
                     ordered = sorted(batch)
-                    conn.execute("SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) "
-                                 "AS n(c, p)", ([c for c, _ in ordered], [p for _, p in ordered]))
+                    with self._echoes.expecting(
+                            {p for c, p in ordered if c == QUEUES}) as echo:
+                        echo.expect(conn)
+                        conn.execute("SELECT pg_notify(c, p) FROM unnest(%s::text[], "
+                                     "%s::text[]) AS n(c, p)",
+                                     ([c for c, _ in ordered], [p for _, p in ordered]))
                 except Exception as exc:  # the dequeuers' polling finds the work
                     logger.debug("cannot announce enqueued work: %s", exc)
                     if conn is not None:

@@ -33,16 +33,14 @@ from relos import errors
 from relos.store import copy_text, libpq, migrations, queue_sql, redact
 from relos.store.announcer import QUIET, Announcer
 from relos.store.base import (
-    QUEUED_STATUSES,
     STEP_COLUMNS,
     Completion,
-    RowBatch,
     StepRow,
     WorkflowRow,
     check_isolation,
     column_kinds,
 )
-from relos.store.echoes import Echoes
+from relos.store.echoes import Echoes, announced_queues
 from relos.store.sql import ALL, ONE, ROWCOUNT, SQLStore
 
 try:
@@ -207,16 +205,6 @@ def _json_source(row_class: type) -> str:
     return f"(SELECT {columns} FROM jsonb_array_elements(%s::jsonb) AS e) AS u"
 
 
-def _announced_queues(rows: Sequence[WorkflowRow], results: list[WorkflowRow | None]
-                      ) -> set[str]:
-    """The queues an enqueue made workflows ENQUEUED (or DELAYED) in."""
-    if isinstance(rows, RowBatch):  # (one queue and status for all: no row made)
-        kept = rows.shared.status in QUEUED_STATUSES and results.count(None) > 0
-        return {rows.shared.queue_name} if kept and rows.shared.queue_name else set()
-    return {r.queue_name for r, kept_out in zip(rows, results, strict=True)
-            if kept_out is None and r.status in QUEUED_STATUSES and r.queue_name is not None}
-
-
 class PostgresStore(SQLStore):
     backend = "postgres"
     paramstyle = "pyformat"
@@ -262,11 +250,11 @@ class PostgresStore(SQLStore):
         #: Enqueues in flight (see ``enqueue``).
         self._enqueuing = 0
         self._enqueuing_lock = threading.Lock()
-        self._announcer = Announcer(
-            lambda: psycopg.connect(url, autocommit=True, **self._named))
-        #: The NOTIFYs of this process's own single enqueues, which its
-        #: listener drops (the enqueuer wakes this process's dequeuers itself).
+        #: The NOTIFYs of this process's own enqueues, which its listener
+        #: drops (the enqueuer wakes this process's dequeuers itself).
         self.echoes = Echoes()
+        self._announcer = Announcer(
+            lambda: psycopg.connect(url, autocommit=True, **self._named), self.echoes)
 
     # --- connections ------------------------------------------------------------------
 
@@ -457,22 +445,26 @@ class PostgresStore(SQLStore):
             with self._enqueuing_lock:
                 self._enqueuing -= 1
         if quiet:
-            self._announcer.announce("relos_queues", _announced_queues(rows, results))
+            self._announcer.announce("relos_queues", announced_queues(rows, results))
         return results
 
     def _copy_in(self, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
                  ) -> list[WorkflowRow | None] | None:
         """The batch written by COPY, or None if a row was refused (nothing written)."""
+        inserted: list[WorkflowRow | None] = [None] * len(rows)
+        # (the status trigger announces the batch's queues, unless quiet)
+        echo = self.echoes.expecting(set() if quiet else announced_queues(rows, inserted))
         try:
-            with self._errors(), self._tx() as conn:
+            with self._errors(), echo, self._tx() as conn:
                 if quiet:
                     conn.execute(QUIET)
+                echo.expect(conn)
                 with conn.cursor().copy(self._copy_workflows_sql) as copy:
                     for text in copy_text.lines(rows):
                         copy.write(text)
                 if step is not None:
                     self.record_step_in(conn, step)
-            return [None] * len(rows)
+            return inserted
         except errors.StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 return None

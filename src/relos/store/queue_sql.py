@@ -35,6 +35,7 @@ from relos.store.base import (
     WorkflowRow,
     column_kinds,
 )
+from relos.store.echoes import announced_queues
 
 if TYPE_CHECKING:
     from relos.store.postgres import PostgresStore
@@ -166,68 +167,42 @@ def enqueue_postgres(
     step to record, that statement is the transaction: one round trip."""
     if len(rows) == 1:
         rows = [rows[0]]  # (a RowBatch makes its row at each reading: once is enough)
-    sql, params, announced = _bulk_insert(store.prefix, rows, quiet)
+    sql, params = _bulk_insert(store.prefix, rows, quiet)
+    # (its statement, or for several rows the status trigger, announces the
+    # queues it inserts rows in, unless quiet)
+    echo = store.echoes.expecting(
+        set() if quiet else announced_queues(rows, [None] * len(rows)))
     with store._errors():
         if step is None:
-            with _Echo(store, announced) as echo, store._conn() as conn:
+            with echo, store._conn() as conn:
                 echo.expect(conn)
-                echo.inserted.update(r[0] for r in store._rows(conn, sql, params))
-                return [None if r.workflow_id in echo.inserted else _blocker(store, conn, r)
-                        for r in rows]
-        with _Echo(store, announced) as echo, store._tx() as conn:
+                inserted = {r[0] for r in store._rows(conn, sql, params)}
+                results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
+                           for r in rows]
+                echo.sent(announced_queues(rows, results))
+                return results
+        with echo, store._tx() as conn:
             echo.expect(conn)
-            echo.inserted.update(r[0] for r in conn.execute(sql, params).fetchall())
-            results = [None if r.workflow_id in echo.inserted else _blocker(store, conn, r)
+            inserted = {r[0] for r in conn.execute(sql, params).fetchall()}
+            results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
                        for r in rows]
             store.record_step_in(conn, step)
+            echo.sent(announced_queues(rows, results))
             return results
 
 
-class _Echo:
-    """Around a single enqueue whose statement NOTIFYs ``queue`` (None: it
-    does not): the store's listener is told to drop that NOTIFY when it comes
-    back (the caller wakes this process's dequeuers itself; see echoes.py),
-    unless the statement inserted nothing (no NOTIFY sent) or its
-    transaction failed, commit included (the block holds the transaction).
-    ``inserted``: the IDs the statement inserted, filled by the block."""
-
-    __slots__ = ("store", "queue", "pid", "inserted")
-
-    def __init__(self, store: PostgresStore, queue: str | None) -> None:
-        self.store, self.queue = store, queue
-        self.pid: int | None = None
-        self.inserted: set[str] = set()
-
-    def expect(self, conn: Any) -> None:
-        """Before the statement runs on ``conn``."""
-        if self.queue is not None:
-            pid = conn.info.backend_pid
-            if self.store.echoes.expect(pid, self.queue):
-                self.pid = pid
-
-    def __enter__(self) -> _Echo:
-        return self
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-        if self.pid is not None and (kind is not None or not self.inserted):
-            self.store.echoes.withdraw(self.pid, self.queue)  # type: ignore[arg-type]
-
-
 def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
-                 ) -> tuple[str, list[Any], str | None]:
-    """An INSERT of ``rows`` as one statement, its parameters, and the queue
-    the statement itself announces (NOTIFY) if it inserts its row. The
-    columns whose value differs between rows (usually just the IDs and the
-    inputs) come from one JSON parameter, read by ``json_to_recordset``; a
-    column with one value for all rows is one parameter (one row: every
-    column, the same statement text each time, prepared once per
-    connection)."""
+                 ) -> tuple[str, list[Any]]:
+    """An INSERT of ``rows`` as one statement. The columns whose value differs
+    between rows (usually just the IDs and the inputs) come from one JSON
+    parameter, read by ``json_to_recordset``; a column with one value for all
+    rows is one parameter (one row: every column, the same statement text
+    each time, prepared once per connection)."""
     if len(rows) == 1:
         row = rows[0]
         announce = not quiet and row.status in QUEUED_STATUSES and row.queue_name is not None
         return (_insert_sql(prefix, (), True, announce),
-                list(map(vars(row).__getitem__, WORKFLOW_COLUMNS)),
-                row.queue_name if announce else None)
+                list(map(vars(row).__getitem__, WORKFLOW_COLUMNS)))
     dicts = [vars(r) for r in rows]
     first = dicts[0]
     varying = []
@@ -242,7 +217,7 @@ def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
             (pick(d),) for d in dicts]
         params.append(json.dumps([dict(zip(varying, v, strict=True)) for v in values],
                                  separators=(",", ":")))
-    return _insert_sql(prefix, tuple(varying), quiet), params, None
+    return _insert_sql(prefix, tuple(varying), quiet), params
 
 
 @functools.lru_cache(maxsize=64)
