@@ -568,9 +568,12 @@ class SystemStore(abc.ABC):
                 ) -> list[WorkflowRow | None]:
         """Insert queued workflows (status ENQUEUED or DELAYED) in one
         transaction, together with ``step`` (the enqueuing parent's step) if
-        given, and wake idle dequeuers. For each row: None when inserted, else
-        the existing row that prevented it — the row with the same workflow ID,
-        or the unfinished workflow holding the same deduplication ID in the queue."""
+        given, and wake idle dequeuers of other processes. For each row: None
+        when inserted, else the existing row that prevented it — the row with
+        the same workflow ID, or the unfinished workflow holding the same
+        deduplication ID in the queue. The caller wakes its own process's
+        dequeuers (the store may keep the announcement from coming back to
+        them: PostgreSQL's, ``echoes.py``)."""
 
     @abc.abstractmethod
     def dequeue(self, queue: QueueRow, owner: str, executor_id: str, now: int,

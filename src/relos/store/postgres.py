@@ -31,7 +31,7 @@ from typing import Any
 
 from relos import errors
 from relos.store import copy_text, libpq, migrations, queue_sql, redact
-from relos.store.announcer import QUIET, Announcer
+from relos.store.announcer import QUEUES, QUIET, Announcer
 from relos.store.base import (
     STEP_COLUMNS,
     Completion,
@@ -400,10 +400,10 @@ class PostgresStore(SQLStore):
                     for channel in channels:
                         conn.execute(f"LISTEN {channel}")
                     echoes = self.echoes
-                    echoes.reset(listening="relos_queues" in channels)
+                    echoes.reset(listening=QUEUES in channels)
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
-                            if n.channel == "relos_queues" and echoes.heard(n.pid, n.payload):
+                            if n.channel == QUEUES and echoes.heard(n.pid, n.payload):
                                 continue  # (this process's own enqueue: woken already)
                             on_change(_CHANNELS.get(n.channel, n.channel), n.payload)
             except psycopg.Error:
@@ -445,7 +445,7 @@ class PostgresStore(SQLStore):
             with self._enqueuing_lock:
                 self._enqueuing -= 1
         if quiet:
-            self._announcer.announce("relos_queues", announced_queues(rows, results))
+            self._announcer.announce(QUEUES, announced_queues(rows, results))
         return results
 
     def _copy_in(self, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
