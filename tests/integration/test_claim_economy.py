@@ -182,6 +182,41 @@ def test_concurrent_enqueues_announced_after_commit_are_not_heard_twice(
     assert heard and all(heard), heard  # (the announcer's and the statements' alike)
 
 
+def test_a_listener_that_lost_its_connection_expects_nothing_until_back(
+        db_url: str, backend: str) -> None:
+    """While the listener reconnects it hears nothing, so nothing is expected
+    (an expectation could never be answered); once back, the process's own
+    NOTIFYs are dropped again, and its work ran all along."""
+    _postgres_only(backend)
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        rt = relos.dbos._rt()
+        echoes = rt.store.echoes  # type: ignore[attr-defined]
+        time.sleep(0.3)
+        assert echoes.listening
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            [(killed,)] = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'").fetchall()
+        assert killed == 1
+        deadline = time.monotonic() + 5
+        while echoes.listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not echoes.listening
+        assert basic_queue.enqueue(tq_add, 1, 1).get_result(timeout_seconds=DEADLINE) == 2
+        assert echoes._count == 0
+        deadline = time.monotonic() + 10
+        while not echoes.listening and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert echoes.listening, "the listener did not reconnect"
+        heard = _record_heard(rt)
+        for i in range(5):
+            assert basic_queue.enqueue(tq_add, i, 2).get_result(
+                timeout_seconds=DEADLINE) == i + 2
+            time.sleep(0.02)
+        time.sleep(0.2)
+    assert heard == [True] * 5, heard
+
+
 def _insert_unannounced_locally(store: Any, workflow_id: str, i: int) -> None:
     """An ENQUEUED row for ``tq_add(i, 1)`` written on one of ``store``'s own
     pooled connections by plain SQL: its trigger sends the NOTIFY, and no
