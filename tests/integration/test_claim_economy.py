@@ -116,6 +116,14 @@ def _record_heard(rt: Any) -> list[bool]:
     return got
 
 
+def _until_heard(heard: list[bool], count: int) -> None:
+    """Wait (however slow the host) until ``count`` NOTIFYs were heard."""
+    deadline = time.monotonic() + DEADLINE
+    while len(heard) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # (and none more)
+
+
 @pytest.mark.parametrize("size", [5, 40])
 def test_a_process_running_its_own_batches_drops_their_notifications(
         db_url: str, backend: str, size: int) -> None:
@@ -135,7 +143,7 @@ def test_a_process_running_its_own_batches_drops_their_notifications(
             assert [h.get_result(timeout_seconds=DEADLINE) for h in handles] == [
                 i + b for i in range(size)]
             time.sleep(0.02)
-        time.sleep(0.2)
+        _until_heard(heard, 10)
     assert sum(n for _, n in claims) == 10 * size
     assert heard == [True] * 10, heard
 
@@ -213,7 +221,7 @@ def test_a_listener_that_lost_its_connection_expects_nothing_until_back(
             assert basic_queue.enqueue(tq_add, i, 2).get_result(
                 timeout_seconds=DEADLINE) == i + 2
             time.sleep(0.02)
-        time.sleep(0.2)
+        _until_heard(heard, 5)
     assert heard == [True] * 5, heard
 
 
