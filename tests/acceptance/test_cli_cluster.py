@@ -44,12 +44,18 @@ def test_queue_list_shows_limits_and_depths(dbos: Any, db_url: str) -> None:
     assert row["priority_enabled"] is True and row["defined_by"] == "code"
     assert (row["running"], row["enqueued"]) == (2, 1)
     assert row["started_in_period"] == 2  # what the limiter counts in its 60 s
+    waited = time.time() - min(h.get_status().created_at for h in handles) / 1000
+    assert 0 <= row["longest_wait_seconds"] <= waited + 1  # (the third, still queued)
     table = relos(db_url, "queue", "list")
     assert table.returncode == 0 and "cli_cluster.q" in table.stdout
     assert "2 of 5 / 60 s" in table.stdout
+    assert "Longest wait" in table.stdout and " s " in table.stdout
     for h in handles:
         DBOS.send(h.workflow_id, "go", topic="go")
     assert [h.get_result() for h in handles] == ["go"] * 3
+    done = relos(db_url, "queue", "list", "--json")
+    [row] = [q for q in json.loads(done.stdout) if q["name"] == "cli_cluster.q"]
+    assert row["longest_wait_seconds"] is None  # nothing waits now
 
 
 def test_executors_lists_live_dead_and_stopped(dbos: Any, db_url: str) -> None:

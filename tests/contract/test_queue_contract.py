@@ -513,6 +513,29 @@ def test_queue_depths_counts_unfinished_workflows_per_status(store: SystemStore,
     }
 
 
+# --- queue_waiting_since ----------------------------------------------------------------------
+
+
+def test_queue_waiting_since_is_when_the_longest_waiting_ready_workflow_became_ready(
+        store: SystemStore) -> None:
+    assert store.queue_waiting_since(T0) == {}
+    store.enqueue([queued("a1", "a", at=100), queued("a2", "a", at=50),
+                   queued("a-delayed", "a", status=DELAYED, delay_until_epoch_ms=T0 + 20),
+                   queued("b-delayed", "b", status=DELAYED, delay_until_epoch_ms=T0 + 500),
+                   queued("c1", "c", at=7)])
+    # a: its DELAYED workflow became ready (T0 + 20) before the others were
+    # enqueued; b: its only workflow's delay has not ended.
+    assert store.queue_waiting_since(T0 + 200) == {"a": T0 + 20, "c": T0 + 7}
+    assert store.queue_waiting_since(T0 + 600) == {"a": T0 + 20, "b": T0 + 500, "c": T0 + 7}
+    # Claimed or finished workflows wait no more; one put back waits from then.
+    assert dequeue(store, qrow("c"), now=T0 + 300) == ["c1"]
+    assert "c" not in store.queue_waiting_since(T0 + 600)
+    assert store.requeue("c1", "owner-a", T0 + 400)
+    assert store.queue_waiting_since(T0 + 600)["c"] == T0 + 400
+    assert store.set_workflow_status("a-delayed", CANCELLED, T0 + 300)
+    assert store.queue_waiting_since(T0 + 600)["a"] == T0 + 50
+
+
 # --- next_delay_end ---------------------------------------------------------------------------
 
 

@@ -633,6 +633,13 @@ class SystemStore(abc.ABC):
         status (ENQUEUED, DELAYED, PENDING)."""
 
     @abc.abstractmethod
+    def queue_waiting_since(self, now: int) -> dict[str, int]:
+        """For each queue holding workflows ready to run at ``now`` (epoch ms;
+        ENQUEUED, or DELAYED with their delay ended): since when the one
+        that has waited longest has been ready — when it was enqueued or put
+        back in the queue (its row's last update), or when its delay ended."""
+
+    @abc.abstractmethod
     def rate_starts(self, queue_name: str, since: int) -> int:
         """How many workflows the queue's rate limiter counts as started at or
         after ``since`` (epoch ms): the starts its claims recorded while it had

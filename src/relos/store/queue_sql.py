@@ -553,6 +553,19 @@ def queue_depths(store: SQLStore) -> dict[str, dict[str, int]]:
     return depths
 
 
+def queue_waiting_since(store: SQLStore, now: int) -> dict[str, int]:
+    # Over the dequeue index's rows, as the depths' count of them.
+    rows = store._all(
+        f"SELECT queue_name, MIN(CASE WHEN status = 'ENQUEUED' THEN updated_at "
+        f"ELSE delay_until_epoch_ms END) FROM {store.prefix}workflow_status "
+        f"WHERE queue_name IS NOT NULL AND status IN ('ENQUEUED', 'DELAYED') "
+        f"AND (status = 'ENQUEUED' OR delay_until_epoch_ms <= {store._ph('now')}) "
+        f"GROUP BY queue_name",
+        {"now": now},
+    )
+    return {name: int(since) for name, since in rows if since is not None}
+
+
 def _queue_row(r: Any) -> QueueRow:
     row = QueueRow(*r)
     row.priority_enabled = bool(row.priority_enabled)

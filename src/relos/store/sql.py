@@ -642,6 +642,9 @@ class SQLStore(base.SystemStore):
     def queue_depths(self) -> dict[str, dict[str, int]]:
         return queue_sql.queue_depths(self)
 
+    def queue_waiting_since(self, now: int) -> dict[str, int]:
+        return queue_sql.queue_waiting_since(self, now)
+
     def rate_starts(self, queue_name: str, since: int) -> int:
         return queue_sql.rate_starts(self, queue_name, since)
 
