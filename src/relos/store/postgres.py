@@ -453,7 +453,8 @@ class PostgresStore(SQLStore):
         """The batch written by COPY, or None if a row was refused (nothing written)."""
         inserted: list[WorkflowRow | None] = [None] * len(rows)
         # (the status trigger announces the batch's queues, unless quiet)
-        echo = self.echoes.expecting(set() if quiet else announced_queues(rows, inserted))
+        echo = self.echoes.expecting(set() if quiet or not self.echoes.listening
+                                     else announced_queues(rows, inserted))
         try:
             with self._errors(), echo, self._tx() as conn:
                 if quiet:

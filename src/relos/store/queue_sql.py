@@ -170,8 +170,9 @@ def enqueue_postgres(
     sql, params = _bulk_insert(store.prefix, rows, quiet)
     # (its statement, or for several rows the status trigger, announces the
     # queues it inserts rows in, unless quiet)
-    echo = store.echoes.expecting(
-        set() if quiet else announced_queues(rows, [None] * len(rows)))
+    echoes = store.echoes
+    echo = echoes.expecting(set() if quiet or not echoes.listening
+                            else announced_queues(rows, [None] * len(rows)))
     with store._errors():
         if step is None:
             with echo, store._conn() as conn:
@@ -179,7 +180,8 @@ def enqueue_postgres(
                 inserted = {r[0] for r in store._rows(conn, sql, params)}
                 results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
                            for r in rows]
-                echo.sent(announced_queues(rows, results))
+                if echo.expected:
+                    echo.sent(announced_queues(rows, results))
                 return results
         with echo, store._tx() as conn:
             echo.expect(conn)
@@ -187,7 +189,8 @@ def enqueue_postgres(
             results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
                        for r in rows]
             store.record_step_in(conn, step)
-            echo.sent(announced_queues(rows, results))
+            if echo.expected:
+                echo.sent(announced_queues(rows, results))
             return results
 
 
