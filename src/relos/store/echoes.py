@@ -50,6 +50,8 @@ Key = tuple[int, str]
 
 
 class Echoes:
+    """The expected NOTIFYs of one store (one per process and database)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._expected: dict[Key, collections.deque[float]] = {}
@@ -119,10 +121,10 @@ class Echoes:
 
 
 class Expecting:
-    """Around one enqueue: :meth:`expect` before its statement runs,
-    :meth:`sent` with the queues it did announce; on leaving the block, the
-    expectations of every other queue are withdrawn (all of them if the block
-    failed, commit included: the block holds the transaction)."""
+    """Around one enqueue: :meth:`expect` before its statement runs, then
+    :meth:`sent` with the queues it did announce, which withdraws the
+    expectations of the others; leaving the block by an error withdraws them
+    all (commit included: the block holds the transaction)."""
 
     __slots__ = ("echoes", "queues", "pid", "expected")
 
