@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -190,17 +192,28 @@ def test_concurrent_enqueues_announced_after_commit_are_not_heard_twice(
     assert heard and all(heard), heard  # (the announcer's and the statements' alike)
 
 
+@contextmanager
+def _serving_own_queue(db_url: str) -> Iterator[tuple[Any, Any]]:
+    """A launched runtime serving ``basic_queue`` (polls 20 s apart), once
+    its listener hears the queues: the runtime and its store's echoes."""
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        rt = relos.dbos._rt()
+        echoes = rt.store.echoes  # type: ignore[attr-defined]
+        deadline = time.monotonic() + DEADLINE
+        while not echoes.listening and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # (the runner's first rounds are over)
+        assert echoes.listening
+        yield rt, echoes
+
+
 def test_a_listener_that_lost_its_connection_expects_nothing_until_back(
         db_url: str, backend: str) -> None:
     """While the listener reconnects it hears nothing, so nothing is expected
     (an expectation could never be answered); once back, the process's own
     NOTIFYs are dropped again, and its work ran all along."""
     _postgres_only(backend)
-    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
-        rt = relos.dbos._rt()
-        echoes = rt.store.echoes  # type: ignore[attr-defined]
-        time.sleep(0.3)
-        assert echoes.listening
+    with _serving_own_queue(db_url) as (rt, echoes):
         with psycopg.connect(db_url, autocommit=True) as admin:
             [(killed,)] = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -246,11 +259,7 @@ def test_only_the_own_enqueues_notifications_are_dropped(
     wakes the runner: with polls 20 s apart, the workflow it announces
     starts at once."""
     _postgres_only(backend)
-    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
-        rt = relos.dbos._rt()
-        echoes = rt.store.echoes  # type: ignore[attr-defined]
-        time.sleep(0.3)
-        assert echoes.listening
+    with _serving_own_queue(db_url) as (rt, echoes):
         with SetWorkflowID("echo-first"):
             assert basic_queue.enqueue(tq_add, 1, 1).get_result(
                 timeout_seconds=DEADLINE) == 2
