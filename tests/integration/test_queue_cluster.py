@@ -249,9 +249,13 @@ def test_a_thousand_queued_workflows_survive_a_worker_killed_mid_run(cluster: Cl
                 and len(held_by_victim()) == victim_slots)
 
     cluster.wait_for(victim_mid_run, "the victim to be mid-run", *workers)
-    cluster.kill(victim)
+    # What the victim holds, read before the kill: its workflows are blocked
+    # in their steps, so the set cannot change until it dies (read after, a
+    # survivor's recovery pass, which sees the PID gone at once, may already
+    # have put them back).
     held = held_by_victim()
     done_at_kill = cluster.succeeded("qapp.mass_wf")
+    cluster.kill(victim)
     assert len(held) == victim_slots and done_at_kill < total, "the kill came mid-run"
 
     cluster.wait_for(lambda: cluster.succeeded("qapp.mass_wf") == total,
