@@ -119,6 +119,14 @@ class Echoes:
         go to: an empty set when it sends no NOTIFY itself)."""
         return Expecting(self, queues)
 
+    def enqueuing(self, rows: Sequence[WorkflowRow], quiet: bool) -> Expecting:
+        """A block around one enqueue statement of ``rows`` (it, or the status
+        trigger, announces their queues unless ``quiet``); nothing is computed
+        while the listener does not hear the queues' channel."""
+        if quiet or not self.listening:
+            return Expecting(self, set())
+        return Expecting(self, announced_queues(rows, [None] * len(rows)))
+
 
 class Expecting:
     """Around one enqueue: :meth:`expect` before its statement runs, then
@@ -146,6 +154,13 @@ class Expecting:
             if queue not in kept:
                 self.echoes.withdraw(self.pid, queue)
         self.expected = [q for q in self.expected if q in kept]
+
+    def inserted(self, rows: Sequence[WorkflowRow], results: list[WorkflowRow | None]
+                 ) -> None:
+        """The enqueue's outcome (None for each row inserted): :meth:`sent`
+        with the queues it announced."""
+        if self.expected:
+            self.sent(announced_queues(rows, results))
 
     def __enter__(self) -> Expecting:
         return self

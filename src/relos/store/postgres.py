@@ -451,10 +451,8 @@ class PostgresStore(SQLStore):
     def _copy_in(self, rows: Sequence[WorkflowRow], step: StepRow | None, quiet: bool
                  ) -> list[WorkflowRow | None] | None:
         """The batch written by COPY, or None if a row was refused (nothing written)."""
-        inserted: list[WorkflowRow | None] = [None] * len(rows)
         # (the status trigger announces the batch's queues, unless quiet)
-        echo = self.echoes.expecting(set() if quiet or not self.echoes.listening
-                                     else announced_queues(rows, inserted))
+        echo = self.echoes.enqueuing(rows, quiet)
         try:
             with self._errors(), echo, self._tx() as conn:
                 if quiet:
@@ -465,7 +463,7 @@ class PostgresStore(SQLStore):
                         copy.write(text)
                 if step is not None:
                     self.record_step_in(conn, step)
-            return inserted
+            return [None] * len(rows)
         except errors.StoreError as exc:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 return None

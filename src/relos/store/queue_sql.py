@@ -35,7 +35,6 @@ from relos.store.base import (
     WorkflowRow,
     column_kinds,
 )
-from relos.store.echoes import announced_queues
 
 if TYPE_CHECKING:
     from relos.store.postgres import PostgresStore
@@ -170,9 +169,7 @@ def enqueue_postgres(
     sql, params = _bulk_insert(store.prefix, rows, quiet)
     # (its statement, or for several rows the status trigger, announces the
     # queues it inserts rows in, unless quiet)
-    echoes = store.echoes
-    echo = echoes.expecting(set() if quiet or not echoes.listening
-                            else announced_queues(rows, [None] * len(rows)))
+    echo = store.echoes.enqueuing(rows, quiet)
     with store._errors():
         if step is None:
             with echo, store._conn() as conn:
@@ -180,8 +177,7 @@ def enqueue_postgres(
                 inserted = {r[0] for r in store._rows(conn, sql, params)}
                 results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
                            for r in rows]
-                if echo.expected:
-                    echo.sent(announced_queues(rows, results))
+                echo.inserted(rows, results)
                 return results
         with echo, store._tx() as conn:
             echo.expect(conn)
@@ -189,8 +185,7 @@ def enqueue_postgres(
             results = [None if r.workflow_id in inserted else _blocker(store, conn, r)
                        for r in rows]
             store.record_step_in(conn, step)
-            if echo.expected:
-                echo.sent(announced_queues(rows, results))
+            echo.inserted(rows, results)
             return results
 
 
