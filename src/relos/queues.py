@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from relos import errors, identifiers
 from relos.store.base import QueueRow
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from relos.runtime.handles import WorkflowHandle, WorkflowHandleAsync
 
@@ -215,12 +216,16 @@ class Queue:
     def enqueue_many(self, func: Callable[..., Any], calls: Iterable[Any]
                      ) -> list[WorkflowHandle[Any]]:
         """Enqueue one workflow per item of ``calls`` in one transaction. An item
-        is a tuple of positional arguments, or a ``(args_tuple, kwargs_dict)``
-        pair given as ``relos.queues.Call(args, kwargs)``."""
+        is a tuple of positional arguments, ``relos.queues.Call(args, kwargs)``
+        for keyword arguments too, or any other value: the one argument."""
         from relos.dbos import _rt, _workflow_info
         from relos.runtime import queueing
         from relos.runtime.handles import WorkflowHandle
 
+        if isinstance(calls, (str, bytes, dict)) or not isinstance(calls, Iterable):
+            raise errors.ConfigError(
+                f"enqueue_many takes an iterable of calls (a list of argument tuples, "
+                f"say), not {type(calls).__name__}: enqueue_many(fn, [(1,), (2,)])")
         rt = _rt()
         batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
             (item, {}) if type(item) is tuple else _call(item) for item in calls]

@@ -88,6 +88,29 @@ def test_dequeue_claims_rows_and_makes_them_pending(store: SystemStore) -> None:
     assert dequeue(store, qrow(), now=T0 + 200) == []
 
 
+def test_find_claimed_names_the_rows_of_one_dequeue(store: SystemStore) -> None:
+    store.enqueue([queued(f"w{i}", at=i) for i in range(5)] + [queued("x", "other", at=1)])
+    first = store.dequeue(qrow(), "owner-a", "exec-b", T0 + 100, 2, None, NAMES)
+    second = store.dequeue(qrow(), "owner-a", "exec-b", T0 + 101, 2, None, NAMES)
+    # Same stamp, another owner; same owner and stamp, another queue.
+    store.dequeue(qrow(), "owner-z", "exec-b", T0 + 100, 1, None, NAMES)
+    store.dequeue(qrow("other"), "owner-a", "exec-b", T0 + 100, 1, None, NAMES)
+
+    def found(stamp: int, owner: str = "owner-a", queue: str = "q") -> list[str]:
+        rows = store.find_claimed(owner, "exec-b", stamp, queue)
+        assert all((r.status, r.owner, r.queue_name) == (PENDING, owner, queue) for r in rows)
+        return [r.workflow_id for r in rows]
+
+    assert found(T0 + 100) == [r.workflow_id for r in first] == ["w0", "w1"]
+    assert found(T0 + 101) == [r.workflow_id for r in second] == ["w2", "w3"]
+    assert found(T0 + 100, "owner-z") == ["w4"]
+    assert found(T0 + 100, queue="other") == ["x"]
+    assert found(T0 + 102) == []
+    finish(store, "w0")  # (no longer PENDING: not left to start)
+    assert found(T0 + 100) == ["w1"]
+    assert store.find_claimed("owner-a", "exec-other", T0 + 100, "q") == []
+
+
 def test_dequeue_respects_max_claim(store: SystemStore) -> None:
     store.enqueue([queued(f"w{i}", at=i) for i in range(5)])
     assert dequeue(store, qrow(), max_claim=0) == []

@@ -170,3 +170,21 @@ def test_suspend_records_the_wait_s_step_in_the_same_transaction(store, make_wor
     assert store.load_steps("c") == {}
     row = store.get_workflow("c")
     assert row is not None and row.wake_at_epoch_ms is None and row.owner == "o1"
+
+
+def test_find_claimed_names_the_workflows_one_wake_up_claimed(store, make_workflow):
+    for i, wake in enumerate([T0 + 100, T0 + 200, T0 + 900]):
+        suspended(store, make_workflow, f"w{i}", wake)
+    woken = store.claim_due_workflows("o2", "exec-b", T0 + 500, 10, None, NAMES)
+    assert sorted(r.workflow_id for r in woken) == ["w0", "w1"]
+    # A workflow started here at the same moment is not one the wake-up took.
+    store.insert_workflow(make_workflow("fresh", owner="o2", executor_id="exec-b",
+                                        created_at=T0 + 500))
+
+    def found(stamp: int, owner: str = "o2") -> list[str]:
+        return sorted(r.workflow_id for r in store.find_claimed(owner, "exec-b", stamp, None))
+
+    assert found(T0 + 500) == ["w0", "w1"]
+    assert found(T0 + 501) == [] and found(T0 + 500, "o3") == []
+    assert store.suspend_workflow("w0", "o2", T0 + 2_000, T0 + 600) == T0 + 2_000
+    assert found(T0 + 500) == ["w1"]  # (suspended again: not the wake-up's now)

@@ -190,6 +190,10 @@ def test_options_the_queue_does_not_support_are_refused_and_nothing_is_stored(
     with SetEnqueueOptions(deduplication_id="d"), pytest.raises(
             ConfigError, match="enqueue_many cannot use it"):
         dedup_queue.enqueue_many(tq_add, [(1,), (2,)])
+    for not_calls in (5, "ab", {"x": 1}):
+        with pytest.raises(ConfigError, match=r"enqueue_many takes an iterable of calls .*, "
+                                              rf"not {type(not_calls).__name__}"):
+            basic_queue.enqueue_many(tq_add, not_calls)  # type: ignore[arg-type]
     with SetEnqueueOptions(priority=0):  # the default priority is fine anywhere
         assert basic_queue.enqueue(tq_add, 1, 1).get_result(timeout_seconds=DEADLINE) == 2
     assert len(workflows_named(raw_store, "tq_add")) == 1

@@ -15,6 +15,7 @@ not this.
 
 from __future__ import annotations
 
+import threading
 import time
 
 #: A difference between this host's clock and the database's below this is
@@ -25,6 +26,9 @@ MAX_ROUND_TRIP_S = 0.5
 
 #: Seconds added to this host's clock (0.0: the host's clock is trusted).
 _offset = 0.0
+#: The last value :func:`stamp_ms` gave.
+_last_stamp = 0
+_stamp_lock = threading.Lock()
 
 
 def host_time() -> float:
@@ -40,6 +44,19 @@ def now() -> float:
 def now_ms() -> int:
     """The time, in epoch milliseconds."""
     return int(now() * 1000)
+
+
+def stamp_ms() -> int:
+    """The time in epoch milliseconds, but never the same value twice in this
+    process (one more than the last when the clock has not moved on since):
+    the time a statement that claims workflows writes in them. Should its
+    commit go unanswered (the connection lost), that value and this process's
+    owner name the rows it claimed, if it committed
+    (``SystemStore.find_claimed``): no other claim here wrote the same."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(now_ms(), _last_stamp + 1)
+        return _last_stamp
 
 
 def offset_ms() -> int:

@@ -14,7 +14,9 @@ over and commits the list, again and again, until it is empty. A write is
 acknowledged (its callback runs, its waiter wakes) only after its commit.
 
 A batch that fails is retried one write at a time, so one bad write (a step a
-takeover already recorded, a workflow cancelled meanwhile) fails alone.
+takeover already recorded, a workflow cancelled meanwhile) fails alone; except
+when the connection was lost, as the batch may have committed: then every
+write of it fails, and its workflow is started again from its rows.
 """
 
 from __future__ import annotations
@@ -131,6 +133,14 @@ class GroupCommitter:
         completions = [w.completion for w in batch if w.completion is not None]
         try:
             self._store.write_batch(steps, completions)
+        except errors.DatabaseUnreachableError as exc:
+            # The connection went: the batch may have committed or not, and
+            # each write again alone would be refused where it did (its steps
+            # already recorded). Every write fails; their workflows are started
+            # again from what the database holds (Runtime.start_again_later).
+            for write in batch:
+                self._finish(write, exc)
+            return
         except Exception as exc:
             if len(batch) == 1:
                 self._finish(batch[0], exc)

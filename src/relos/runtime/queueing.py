@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, overload
@@ -333,6 +333,11 @@ class QueueRunner:
         self._scan_from: dict[str, tuple[int, float]] = {}
         #: Runs the second half of split claims (see ``_claim``).
         self._helper: ThreadPoolExecutor | None = None
+        #: Claims whose commit went unanswered (the connection lost): the
+        #: queue, the claim's stamp and the IDs this runner holds from it. Each
+        #: may have taken workflows, which would stay PENDING under this live
+        #: process; the next round asks the database (see ``_settle``).
+        self._unsettled: list[tuple[str, int, frozenset[str]]] = []
         #: How long to wait when idle (delays, rate limits, queues' poll intervals).
         self.idle_wait = wakeups.IdleWait(rt)
         #: Which queues a round may leave out (came up empty, nothing heard since).
@@ -410,6 +415,7 @@ class QueueRunner:
                             self._scan_from.clear()
                         if self.idle_wait.delay_ended:
                             self.dry.forget()
+                        self._settle()
                         self._start_ready()
                         claimed = self._round(names)
                     except Exception as exc:  # the loop must outlive any one failure
@@ -428,6 +434,25 @@ class QueueRunner:
         self._give_back_ready()
         if self._helper is not None:
             self._helper.shutdown()
+
+    def _settle(self) -> None:
+        """Take in the workflows of the claims whose commit went unanswered
+        and did commit (see ``_unsettled``): they are this runner's to start.
+        Raises what the database says if it still cannot answer (those claims
+        stay unsettled until a round gets the answer)."""
+        rt = self.rt
+        while self._unsettled:
+            name, stamp, held = self._unsettled[0]
+            rows = [r for r in rt.store.find_claimed(rt.instance_id, rt.config.executor_id,
+                                                     stamp, name)
+                    if r.workflow_id not in held]
+            del self._unsettled[0]
+            if rows:
+                logger.warning("a claim from queue %r whose commit went unanswered took %d "
+                               "workflow(s): starting them", name, len(rows))
+                with self._ready_lock:
+                    self._ready.add(name, rows)
+                    self._readied.notify()
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
@@ -531,7 +556,7 @@ class QueueRunner:
             return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
-        now = clock.now_ms()
+        now = clock.stamp_ms()  # (this claim's own: see _settle)
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
         self.claims += 1
@@ -572,13 +597,13 @@ class QueueRunner:
                                     created_from=created_from)
 
         if room < SPLIT_CLAIM_FROM or not queue.unbudgeted or not rt.store.concurrent_writers:
-            return claim(room)
+            return self._unsettled_if_lost(queue.name, now, claim, room)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="relos-claims")
         try:
             theirs = self._helper.submit(claim, room - room // 2)
         except RuntimeError:  # the interpreter is exiting: it starts no more threads
-            return claim(room)
+            return self._unsettled_if_lost(queue.name, now, claim, room)
         rows: list[WorkflowRow] = []
         failed: Exception | None = None
         try:
@@ -589,12 +614,24 @@ class QueueRunner:
             rows += theirs.result()
         except Exception as exc:
             failed = failed or exc
+        if isinstance(failed, errors.DatabaseUnreachableError):
+            self._unsettled.append((queue.name, now, frozenset(r.workflow_id for r in rows)))
         if failed is not None:
             if not rows:
                 raise failed
             logger.warning("half of a split claim failed: %s", failed)
         rows.sort(key=DEQUEUE_ORDER)
         return rows
+
+    def _unsettled_if_lost(self, name: str, now: int,
+                           claim: Callable[[int], list[WorkflowRow]], room: int
+                           ) -> list[WorkflowRow]:
+        """``claim(room)``; one whose commit went unanswered is noted unsettled."""
+        try:
+            return claim(room)
+        except errors.DatabaseUnreachableError:
+            self._unsettled.append((name, now, frozenset()))
+            raise
 
     def _scan_start(self, name: str) -> int | None:
         """Where the next claim from the queue may start (None: scan it all)."""

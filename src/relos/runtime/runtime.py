@@ -343,8 +343,10 @@ class Runtime:
 
     def start_again_later(self, workflow_id: str) -> None:
         """A workflow PENDING under this process is not running here (its
-        outcome could not be written, or it was claimed and could not be
-        started): the maintenance thread starts it again, until it can."""
+        outcome could not be written, it was stopped by a database error, or
+        it was claimed and could not be started), or may be (a claim of it
+        went unanswered): the maintenance thread starts it again if it is
+        PENDING under this process, until it can."""
         with self._active_lock:
             self._unwritten.add(workflow_id)
         self._wake.set()
@@ -363,8 +365,8 @@ class Runtime:
                 # queue for the queue runner to start again).
                 workflow.recover(self, workflow_id, self.instance_id)
             except Exception as exc:  # the database still refuses: next tick
-                logger.warning("cannot yet rerun workflow %s, whose outcome could not be "
-                               "written: %s", workflow_id, exc)
+                logger.warning("cannot yet start workflow %s again (stopped by the "
+                               "database, or its outcome not written): %s", workflow_id, exc)
                 return
             with self._active_lock:
                 self._unwritten.discard(workflow_id)

@@ -113,6 +113,8 @@ def write(rt: Runtime, aw: ActiveWorkflow, signal: Suspend) -> None:
                                             step=signal.step)
         row = None if written is not None else rt.store.get_workflow(ctx.workflow_id)
     except errors.RelosError as exc:
+        if isinstance(exc, errors.DatabaseUnreachableError):
+            rt.start_again_later(ctx.workflow_id)  # (not suspended: still PENDING here)
         aw.set_exception(exc)
         return
     if written is None:
@@ -139,6 +141,10 @@ class Waker:
         #: tracked there (they will take a thread: the next claim leaves room).
         self._starting = 0
         self._lock = threading.Lock()
+        #: The stamps of claims whose commit went unanswered (the connection
+        #: lost): each may have taken workflows, which would stay PENDING
+        #: under this live process; the next round asks the database.
+        self._unsettled: list[int] = []
 
     def note(self, wake_at_ms: int) -> None:
         """A workflow was suspended (or woken) here: look earlier if it is due
@@ -179,8 +185,16 @@ class Waker:
             # Every thread is busy: look again soon (a finishing workflow
             # does not announce itself to the waker).
             return min(poll, 0.005)
-        rows = rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, clock.now_ms(),
-                                            room, rt.app_version, names)
+        rows = self._settle()
+        stamp = clock.stamp_ms()  # (this claim's own: see _settle)
+        try:
+            rows += rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, stamp,
+                                                 room - len(rows), rt.app_version, names)
+        except errors.DatabaseUnreachableError:
+            self._unsettled.append(stamp)
+            if not rows:
+                raise
+            logger.warning("waking suspended workflows failed: the database is unreachable")
         if rows:
             with self._lock:
                 self._starting += len(rows)
@@ -203,6 +217,21 @@ class Waker:
         return delay if delay > 0 or rows else min(poll, 0.01)
 
 
+    def _settle(self) -> list[WorkflowRow]:
+        """The workflows taken by claims whose commit went unanswered and did
+        commit: this waker's to resume. Raises what the database says if it
+        still cannot answer (those claims stay unsettled)."""
+        rt = self.rt
+        rows: list[WorkflowRow] = []
+        while self._unsettled:
+            rows += rt.store.find_claimed(rt.instance_id, rt.config.executor_id,
+                                          self._unsettled[0], None)
+            del self._unsettled[0]
+        if rows:
+            logger.warning("a claim of suspended workflows whose commit went unanswered took "
+                           "%d of them: resuming them", len(rows))
+        return rows
+
     def _resume(self, row: WorkflowRow) -> None:
         """On a workflow thread: load a claimed workflow's steps and replay it."""
         from relos.runtime import workflow
@@ -211,9 +240,9 @@ class Waker:
         try:
             start = workflow.adopt(rt, row, load_steps=True)
         except errors.RelosError as exc:
-            # Claimed but not running: it stays PENDING under this live owner
-            # until this process stops, as a workflow whose recovery failed.
             logger.error("cannot resume suspended workflow %s: %s", row.workflow_id, exc)
+            if isinstance(exc, errors.DatabaseUnreachableError):
+                rt.start_again_later(row.workflow_id)  # (claimed here: not left stranded)
             return
         finally:
             with self._lock:

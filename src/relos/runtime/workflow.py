@@ -174,9 +174,14 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
     :func:`recover` to look at one by one (claimed meanwhile by another
     process, suspended, or of a function this code does not define: it says
     which)."""
-    now = clock.now_ms()
-    claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
-                                       rt.config.executor_id, now, sorted(registry.workflows()))
+    now = clock.stamp_ms()
+    try:
+        claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
+                                           rt.config.executor_id, now,
+                                           sorted(registry.workflows()))
+    except errors.DatabaseUnreachableError:
+        _perhaps_claimed(rt, workflow_ids)
+        raise
     started: list[str] = []
     if claimed:
         try:
@@ -207,10 +212,13 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
 
 
 def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
-    now = clock.now_ms()
-    claimed = rt.store.claim_workflow(
-        row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id, now
-    )
+    try:
+        claimed = rt.store.claim_workflow(
+            row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id, clock.stamp_ms()
+        )
+    except errors.DatabaseUnreachableError:
+        _perhaps_claimed(rt, [row.workflow_id])
+        raise
     if claimed is None:
         return None
     try:
@@ -218,6 +226,15 @@ def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
     except Exception:
         rt.start_again_later(row.workflow_id)  # (claimed by this process: not left stranded)
         raise
+
+
+def _perhaps_claimed(rt: Runtime, workflow_ids: list[str]) -> None:
+    """A claim of these workflows went unanswered (the connection lost): if
+    it committed they are PENDING under this process and run nowhere. The
+    maintenance thread looks at each once the database answers and starts
+    those that are this process's (``Runtime.start_again_later``)."""
+    for workflow_id in workflow_ids:
+        rt.start_again_later(workflow_id)
 
 
 def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool,
@@ -346,6 +363,11 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool, lead:
         exc = errors.WorkflowCancelledError(ctx.workflow_id)
     if not isinstance(exc, Exception) or isinstance(exc, _NOT_THE_WORKFLOWS_FAULT):
         ctx.unwritten = []
+        if isinstance(exc, errors.DatabaseUnreachableError):
+            # Stopped by the database, not by its code: still PENDING under
+            # this process, it runs again (replayed from its recorded steps)
+            # once the database answers.
+            rt.start_again_later(ctx.workflow_id)
         aw.set_exception(exc)
         return False
     if ctx.deadline_epoch_ms is not None and clock.now_ms() >= ctx.deadline_epoch_ms:
@@ -450,9 +472,11 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
                                  else min(remaining, rt.poll_interval))
                 try:
                     return aw.future.result(remaining)
-                except (errors.WorkflowCancelledError, errors.WorkflowConflictError):
-                    # Stopped here without an outcome of its own (cancelled, or
-                    # another process owns it now): the row tells how it ended.
+                except (errors.WorkflowCancelledError, errors.WorkflowConflictError,
+                        errors.DatabaseUnreachableError):
+                    # Stopped here without an outcome of its own (cancelled,
+                    # another process owns it now, or stopped by the database,
+                    # to run again): the row tells how it ends.
                     stopped_here = True
                     continue
                 except concurrent.futures.TimeoutError:

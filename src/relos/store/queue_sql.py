@@ -456,6 +456,22 @@ def _claimed(rows: list[Any]) -> list[WorkflowRow]:
     return claimed
 
 
+def find_claimed(store: SQLStore, owner: str, executor_id: str, stamp: int,
+                 queue_name: str | None) -> list[WorkflowRow]:
+    ph = store._ph
+    params: dict[str, Any] = {"owner": owner, "executor_id": executor_id, "stamp": stamp,
+                              "queue_name": queue_name}
+    # (through the (status, executor_id) index: this executor's PENDING rows)
+    sql = (f"SELECT {', '.join(WORKFLOW_COLUMNS)} FROM {store.prefix}workflow_status "
+           f"WHERE status = 'PENDING' AND executor_id = {ph('executor_id')} "
+           f"AND owner = {ph('owner')} AND wake_at_epoch_ms IS NULL AND ")
+    if queue_name is not None:
+        sql += f"queue_name = {ph('queue_name')} AND started_at = {ph('stamp')}"
+    else:
+        sql += f"updated_at = {ph('stamp')} AND created_at < {ph('stamp')}"
+    return [WorkflowRow(*r) for r in store._all(sql + " ORDER BY created_at", params)]
+
+
 def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int,
             started: bool = True) -> bool:
     ph = store._ph

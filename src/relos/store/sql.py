@@ -625,6 +625,10 @@ class SQLStore(base.SystemStore):
                                  application_version, workflow_names, take_unversioned,
                                  created_from)
 
+    def find_claimed(self, owner: str, executor_id: str, stamp: int,
+                     queue_name: str | None) -> list[WorkflowRow]:
+        return queue_sql.find_claimed(self, owner, executor_id, stamp, queue_name)
+
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
                 started: bool = True) -> bool:
         return queue_sql.requeue(self, workflow_id, expected_owner, now, started)

@@ -1,0 +1,216 @@
+"""Work is not stranded when the database connection is lost.
+
+A claim whose commit is never answered may or may not have taken its
+workflows; a workflow whose write fails because the connection is gone stops
+without an outcome. Either way the rows stay PENDING under the live process
+that was running them, and no other process takes them over (its heartbeat
+goes on). These tests check that the process itself finishes every one:
+
+* faults injected into the real store: the statement runs and commits on the
+  real database, then the caller gets ``DatabaseUnreachableError`` as if the
+  connection had dropped before the answer came (or, for a write, the error
+  comes before anything is sent);
+* on PostgreSQL, every connection of the database terminated by the server
+  (``pg_terminate_backend``), again and again, while a queue is worked through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbhelpers import PG_BASE, eventually
+from relos import DBOS, PENDING, SUCCESS, Queue, SetWorkflowID, errors
+from relos.serialization import get_serializer
+from relos.store import open_store
+from relos.store.base import ExecutorRow, WorkflowRow
+
+runs: Counter[str] = Counter()
+_runs_lock = threading.Lock()
+lost_queue = Queue("lost.queue")
+blip_queue = Queue("lost.blip", worker_concurrency=16)
+
+
+def _ran(key: str) -> None:
+    with _runs_lock:
+        runs[key] += 1
+
+
+@DBOS.step(name="lost.step")
+def lost_step(tag: str, part: int) -> int:
+    _ran(f"{tag}:{part}")
+    return part
+
+
+@DBOS.workflow(name="lost.work")
+def lost_work(tag: str) -> str:
+    _ran(tag)
+    return f"done-{tag}"
+
+
+@DBOS.workflow(name="lost.steps")
+def lost_steps(tag: str, pause: float) -> list[int]:
+    first = lost_step(tag, 0)
+    DBOS.sleep(pause)
+    return [first, lost_step(tag, 1)]
+
+
+@pytest.fixture
+def launch(db_url: str) -> Iterator[Callable[..., Any]]:
+    """``launch(**config)``: relos on the test database, recovering often."""
+
+    def start(**config: Any) -> Any:
+        DBOS.destroy()
+        DBOS(config={"system_database_url": db_url, "executor_lease_seconds": 2,
+                     "recovery_interval_seconds": 0.5, **config})
+        DBOS.launch()
+        from relos import dbos as facade
+
+        return facade._runtime
+
+    try:
+        yield start
+    finally:
+        DBOS.destroy()
+
+
+def _lose_answers(monkeypatch: pytest.MonkeyPatch, store: Any, method: str,
+                  times: int = 1) -> Counter[str]:
+    """Make ``store.method`` run and commit, then raise as if the connection
+    had dropped before its answer came, the first ``times`` times it took
+    something. The returned counter tells how many answers were lost."""
+    real = getattr(store, method)
+    lost: Counter[str] = Counter()
+
+    def answer_lost(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        if result and lost[method] < times:
+            lost[method] += 1
+            raise errors.DatabaseUnreachableError(f"the test lost the answer of {method}")
+        return result
+
+    monkeypatch.setattr(store, method, answer_lost)
+    return lost
+
+
+def _status(rt: Any, workflow_id: str) -> str:
+    row = rt.store.get_workflow(workflow_id)
+    assert row is not None
+    return str(row.status)
+
+
+def test_a_queue_claim_whose_answer_was_lost_still_runs_its_workflows(
+        launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = launch()
+    lost = _lose_answers(monkeypatch, rt.store, "dequeue")
+    tags = [uuid.uuid4().hex for _ in range(6)]
+    handles = lost_queue.enqueue_many(lost_work, [(t,) for t in tags])
+    for h, t in zip(handles, tags, strict=True):
+        assert h.get_result(timeout_seconds=20) == f"done-{t}"
+    assert lost["dequeue"] == 1  # (the fault did happen)
+    assert all(runs[t] == 1 for t in tags)  # each run once: settled, not run again
+    assert all(_status(rt, h.workflow_id) == SUCCESS for h in handles)
+
+
+def _orphan(db_url: str) -> str:
+    """A PENDING workflow of this executor ID owned by a process long dead."""
+    store = open_store(db_url)
+    try:
+        now = int(time.time() * 1000)
+        instance = f"gone-{uuid.uuid4().hex[:8]}"
+        store.register_executor(ExecutorRow(instance, "local", None, "elsewhere", 1,
+                                            now - 60_000, now - 60_000))
+        tag = uuid.uuid4().hex
+        inputs = get_serializer("json").dumps({"args": [tag], "kwargs": {}})
+        assert store.insert_workflow(WorkflowRow(
+            workflow_id=f"orphan-{tag}", status=PENDING, name="lost.work", executor_id="local",
+            created_at=now, updated_at=now, inputs=inputs, owner=instance)) is None
+        return tag
+    finally:
+        store.close()
+
+
+def test_a_takeover_whose_answer_was_lost_still_runs_the_workflow(
+        launch: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = launch()
+    # The batch take-over's answer is lost, then the answer of the claim that
+    # looks at the workflow again: both commit, nobody else may take it.
+    lost = _lose_answers(monkeypatch, rt.store, "claim_workflows")
+    lost_again = _lose_answers(monkeypatch, rt.store, "claim_workflow")
+    tag = _orphan(db_url)
+    wid = f"orphan-{tag}"
+    eventually(lambda: _status(rt, wid) == SUCCESS, timeout=20)
+    assert DBOS.retrieve_workflow(wid).get_result() == f"done-{tag}"
+    assert lost["claim_workflows"] == 1 and lost_again["claim_workflow"] == 1
+    assert runs[tag] == 1
+
+
+def test_a_wake_up_whose_answer_was_lost_still_resumes_the_workflow(
+        launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = launch(suspend_after_seconds=0)  # (every wait is suspended at once)
+    lost = _lose_answers(monkeypatch, rt.store, "claim_due_workflows")
+    tag = uuid.uuid4().hex
+    handle = DBOS.start_workflow(lost_steps, tag, 0.3)
+    assert handle.get_result(timeout_seconds=20) == [0, 1]
+    assert lost["claim_due_workflows"] == 1
+    assert runs[f"{tag}:0"] == 1 and runs[f"{tag}:1"] == 1  # replayed, not rerun
+
+
+def test_a_workflow_stopped_by_a_lost_connection_runs_again_and_its_handle_waits(
+        launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = launch()
+    real = rt.store.write_batch
+    lost: Counter[str] = Counter()
+
+    def connection_gone(steps: Any, completions: Any) -> Any:
+        if not completions and not lost["write_batch"]:  # (a write in the middle of a run)
+            lost["write_batch"] += 1
+            raise errors.DatabaseUnreachableError("the test dropped the connection")
+        return real(steps, completions)
+
+    monkeypatch.setattr(rt.store, "write_batch", connection_gone)
+    tag = uuid.uuid4().hex
+    wid = f"stopped-{tag}"
+    with SetWorkflowID(wid):
+        handle = DBOS.start_workflow(lost_steps, tag, 0.05)
+    assert handle.get_result(timeout_seconds=20) == [0, 1]
+    assert lost["write_batch"] == 1
+    assert _status(rt, wid) == SUCCESS
+    # Its first step's record went with the lost write: run again (steps are
+    # at least once), and the workflow body once more from the start.
+    assert runs[f"{tag}:0"] == 2 and runs[f"{tag}:1"] == 1
+
+
+def test_a_queue_finishes_while_postgres_drops_every_connection(
+        launch: Any, db_url: str, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("terminates PostgreSQL server processes")
+    rt = launch()
+    tags = [uuid.uuid4().hex for _ in range(400)]
+    handles = blip_queue.enqueue_many(lost_steps, [(t, 0.01) for t in tags])
+    database = db_url.rsplit("/", 1)[1]
+    terminated = 0
+    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as admin:
+        for _ in range(8):
+            time.sleep(0.25)
+            terminated += admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+    assert terminated >= 8
+
+    def all_done() -> bool:
+        try:
+            return all(_status(rt, h.workflow_id) == SUCCESS for h in handles)
+        except errors.DatabaseUnreachableError:
+            return False  # (this read's pooled connection was one the server ended)
+
+    eventually(all_done, timeout=60, interval=0.5)
+    assert all(h.get_result() == [0, 1] for h in handles)
+    assert all(runs[f"{t}:0"] >= 1 and runs[f"{t}:1"] >= 1 for t in tags)
