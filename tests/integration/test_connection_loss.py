@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -62,23 +62,12 @@ def lost_steps(tag: str, pause: float) -> list[int]:
     return [first, lost_step(tag, 1)]
 
 
-@pytest.fixture
-def launch(db_url: str) -> Iterator[Callable[..., Any]]:
-    """``launch(**config)``: relos on the test database, recovering often."""
+def _launched(launch: Callable[..., Any], **config: Any) -> Any:
+    """The runtime ``launch(**config)`` launched."""
+    launch(**config)
+    from relos import dbos as facade
 
-    def start(**config: Any) -> Any:
-        DBOS.destroy()
-        DBOS(config={"system_database_url": db_url, "executor_lease_seconds": 2,
-                     "recovery_interval_seconds": 0.5, **config})
-        DBOS.launch()
-        from relos import dbos as facade
-
-        return facade._runtime
-
-    try:
-        yield start
-    finally:
-        DBOS.destroy()
+    return facade._runtime
 
 
 def _lose_answers(monkeypatch: pytest.MonkeyPatch, store: Any, method: str,
@@ -108,7 +97,7 @@ def _status(rt: Any, workflow_id: str) -> str:
 
 def test_a_queue_claim_whose_answer_was_lost_still_runs_its_workflows(
         launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = launch()
+    rt = _launched(launch)
     lost = _lose_answers(monkeypatch, rt.store, "dequeue")
     tags = [uuid.uuid4().hex for _ in range(6)]
     handles = lost_queue.enqueue_many(lost_work, [(t,) for t in tags])
@@ -139,7 +128,7 @@ def _orphan(db_url: str) -> str:
 
 def test_a_takeover_whose_answer_was_lost_still_runs_the_workflow(
         launch: Any, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = launch()
+    rt = _launched(launch)
     # The batch take-over's answer is lost, then the answer of the claim that
     # looks at the workflow again: both commit, nobody else may take it.
     lost = _lose_answers(monkeypatch, rt.store, "claim_workflows")
@@ -154,7 +143,7 @@ def test_a_takeover_whose_answer_was_lost_still_runs_the_workflow(
 
 def test_a_wake_up_whose_answer_was_lost_still_resumes_the_workflow(
         launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = launch(suspend_after_seconds=0)  # (every wait is suspended at once)
+    rt = _launched(launch, suspend_after_seconds=0)  # (every wait is suspended at once)
     lost = _lose_answers(monkeypatch, rt.store, "claim_due_workflows")
     tag = uuid.uuid4().hex
     handle = DBOS.start_workflow(lost_steps, tag, 0.3)
@@ -165,7 +154,7 @@ def test_a_wake_up_whose_answer_was_lost_still_resumes_the_workflow(
 
 def test_a_workflow_stopped_by_a_lost_connection_runs_again_and_its_handle_waits(
         launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = launch()
+    rt = _launched(launch)
     real = rt.store.write_batch
     lost: Counter[str] = Counter()
 
@@ -192,7 +181,7 @@ def test_a_queue_finishes_while_postgres_drops_every_connection(
         launch: Any, db_url: str, backend: str) -> None:
     if backend != "postgres":
         pytest.skip("terminates PostgreSQL server processes")
-    rt = launch()
+    rt = _launched(launch)
     tags = [uuid.uuid4().hex for _ in range(400)]
     handles = blip_queue.enqueue_many(lost_steps, [(t, 0.01) for t in tags])
     database = db_url.rsplit("/", 1)[1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -68,23 +67,6 @@ def susp_publisher(key: str, value: Any) -> None:
 async def susp_async_sleeper(seconds: float) -> str:
     await DBOS.sleep_async(seconds)
     return "async-done"
-
-
-@pytest.fixture
-def launch(db_url: str) -> Iterator[Callable[..., Any]]:
-    """``launch(**config)``: launch relos on the test database with this config."""
-
-    def start(**config: Any) -> Any:
-        DBOS.destroy()
-        DBOS(config={"system_database_url": db_url, "executor_lease_seconds": 2,
-                     "recovery_interval_seconds": 0.5, **config})
-        DBOS.launch()
-        return DBOS
-
-    try:
-        yield start
-    finally:
-        DBOS.destroy()
 
 
 def _rt() -> Any:

@@ -606,15 +606,17 @@ class QueueRunner:
             return self._unsettled_if_lost(queue.name, now, claim, room)
         rows: list[WorkflowRow] = []
         failed: Exception | None = None
+        lost = False  # (either half's commit perhaps unanswered)
         try:
             rows = claim(room // 2)
         except Exception as exc:
-            failed = exc
+            failed, lost = exc, isinstance(exc, errors.DatabaseUnreachableError)
         try:  # (whatever the other claim took is this process's now: keep it)
             rows += theirs.result()
         except Exception as exc:
             failed = failed or exc
-        if isinstance(failed, errors.DatabaseUnreachableError):
+            lost |= isinstance(exc, errors.DatabaseUnreachableError)
+        if lost:
             self._unsettled.append((queue.name, now, frozenset(r.workflow_id for r in rows)))
         if failed is not None:
             if not rows:
