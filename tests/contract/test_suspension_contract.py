@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from relos import errors
-from relos.store.base import CANCELLED, PENDING, SystemStore, WorkflowRow
+from relos.store.base import CANCELLED, PENDING, QueueRow, SystemStore, WorkflowRow
 
 T0 = 1_700_000_000_000
 NAMES = ["example_workflow"]
@@ -177,9 +177,14 @@ def test_find_claimed_names_the_workflows_one_wake_up_claimed(store, make_workfl
         suspended(store, make_workflow, f"w{i}", wake)
     woken = store.claim_due_workflows("o2", "exec-b", T0 + 500, 10, None, NAMES)
     assert sorted(r.workflow_id for r in woken) == ["w0", "w1"]
-    # A workflow started here at the same moment is not one the wake-up took.
+    # A workflow started here at the same moment, or dequeued then, is not
+    # one the wake-up took.
     store.insert_workflow(make_workflow("fresh", owner="o2", executor_id="exec-b",
                                         created_at=T0 + 500))
+    store.enqueue([make_workflow("queued", status="ENQUEUED", queue_name="q",
+                                 created_at=T0 + 1)])
+    assert [r.workflow_id for r in store.dequeue(
+        QueueRow("q", updated_at=T0), "o2", "exec-b", T0 + 500, 1, None, NAMES)] == ["queued"]
 
     def found(stamp: int, owner: str = "o2") -> list[str]:
         return sorted(r.workflow_id for r in store.find_claimed(owner, "exec-b", stamp, None))

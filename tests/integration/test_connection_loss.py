@@ -62,6 +62,27 @@ def lost_steps(tag: str, pause: float) -> list[int]:
     return [first, lost_step(tag, 1)]
 
 
+#: Transactions whose connection the test ends in the middle (their first attempt).
+cut_off: set[str] = set()
+
+
+@DBOS.transaction(name="lost.effect")
+def lost_effect(tag: str) -> int:
+    conn = DBOS.sql_connection
+    conn.execute("CREATE TABLE IF NOT EXISTS lost_effects (tag TEXT NOT NULL)")
+    conn.execute("INSERT INTO lost_effects (tag) VALUES (%s)", (tag,))
+    _ran(f"{tag}:effect")
+    if tag not in cut_off:
+        cut_off.add(tag)
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # (the server ends it)
+    return 7
+
+
+@DBOS.workflow(name="lost.with_effect")
+def lost_with_effect(tag: str) -> int:
+    return lost_effect(tag) + lost_step(tag, 1)
+
+
 def _launched(launch: Callable[..., Any], **config: Any) -> Any:
     """The runtime ``launch(**config)`` launched."""
     launch(**config)
@@ -175,6 +196,23 @@ def test_a_workflow_stopped_by_a_lost_connection_runs_again_and_its_handle_waits
     # Its first step's record went with the lost write: run again (steps are
     # at least once), and the workflow body once more from the start.
     assert runs[f"{tag}:0"] == 2 and runs[f"{tag}:1"] == 1
+
+
+def test_a_transaction_whose_connection_was_lost_runs_again_not_recorded_as_failed(
+        launch: Any, backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip("terminates a PostgreSQL server process")
+    rt = _launched(launch)
+    tag = uuid.uuid4().hex
+    wid = f"cut-{tag}"
+    with SetWorkflowID(wid):
+        handle = DBOS.start_workflow(lost_with_effect, tag)
+    assert handle.get_result(timeout_seconds=20) == 8
+    assert _status(rt, wid) == SUCCESS
+    assert runs[f"{tag}:effect"] == 2  # cut off (rolled back), then run again
+    with rt.store._conn() as conn:  # its write committed once: with the second run
+        assert conn.execute("SELECT count(*) FROM lost_effects WHERE tag = %s",
+                            (tag,)).fetchone()[0] == 1
 
 
 def test_a_queue_finishes_while_postgres_drops_every_connection(

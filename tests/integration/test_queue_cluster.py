@@ -287,3 +287,56 @@ def test_a_thousand_queued_workflows_survive_a_worker_killed_mid_run(cluster: Cl
     print(f"\n{cluster.url.split(':')[0]}: {total} workflows in {elapsed:.1f}s, "
           f"{done_at_kill} done and {len(held)} in flight in the victim at the kill, "
           f"effects per process {sorted(effect_pids.values())}")
+
+
+def test_a_thousand_queued_workflows_finish_exactly_once_while_postgres_drops_connections(
+        cluster: Cluster) -> None:
+    """1,000 queued workflows on 3 worker processes while the server ends every
+    connection of the database, 8 times 250 ms apart (a restart or fail-over
+    as each process sees it). Every workflow completes, its transaction's
+    effect committed exactly once, and none is left PENDING or ENQUEUED:
+    claims, step records and commits cut off mid-way are each settled by the
+    process that made them."""
+    if not cluster.url.startswith("postgres"):
+        pytest.skip("terminates PostgreSQL server processes")
+    import psycopg
+
+    total = 1000
+    store = cluster.store()
+    store.migrate()
+    _create_effects_table(cluster.url)
+    workers = cluster.workers(3)
+    ids = cluster.enqueue("qapp_mass", total, "--step-sleep", "0.02")
+    base, database = cluster.url.rsplit("/", 1)
+
+    def succeeded() -> int:  # (on a connection of its own: the pool's may have been ended)
+        with psycopg.connect(cluster.url) as conn:
+            return int(conn.execute(
+                f"SELECT count(*) FROM {store.prefix}workflow_status "
+                f"WHERE status = 'SUCCESS' AND name = 'qapp.mass_wf'").fetchone()[0])
+
+    terminated, done_at_first = 0, None
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        for _ in range(8):
+            time.sleep(0.25)
+            terminated += admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+            if done_at_first is None:
+                done_at_first = succeeded()
+    assert done_at_first is not None and done_at_first < total, "the first cut came mid-run"
+    assert terminated >= 8 * 3  # (each cut ended connections of every worker)
+
+    cluster.wait_for(lambda: succeeded() == total, f"all {total} workflows to succeed",
+                     *workers)
+    cluster.shut_down(workers)
+    # (the test's pooled connections were ended too: each is found closed at
+    # its checkout and replaced)
+    rows = store.list_workflows(ListFilter(workflow_ids=ids))
+    assert {r.status for r in rows} == {SUCCESS} and len(rows) == total
+    assert store.list_workflows(ListFilter(status=[PENDING, ENQUEUED, DELAYED],
+                                           load_values=False)) == []
+    effects = _effects(cluster.url)
+    assert Counter(wid for wid, _, _ in effects) == dict.fromkeys(ids, 1)
+    print(f"\n{terminated} connections ended in 8 cuts; {done_at_first} of {total} "
+          f"workflows done at the first")

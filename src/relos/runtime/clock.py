@@ -26,9 +26,14 @@ MAX_ROUND_TRIP_S = 0.5
 
 #: Seconds added to this host's clock (0.0: the host's clock is trusted).
 _offset = 0.0
-#: The last value :func:`stamp_ms` gave.
-_last_stamp = 0
+#: Per kind of claim, the last value :func:`stamp_ms` gave.
+_last_stamps: dict[str, int] = {}
 _stamp_lock = threading.Lock()
+#: The :func:`stamp_ms` key of take-overs and wake-ups (a dequeue's is its queue's).
+OTHER_CLAIMS = "claims"
+#: A clock set back by more than this (ms) is not waited for: stamps go on
+#: from the last one until the clock catches up.
+_SET_BACK_MS = 50
 
 
 def host_time() -> float:
@@ -46,17 +51,25 @@ def now_ms() -> int:
     return int(now() * 1000)
 
 
-def stamp_ms() -> int:
-    """The time in epoch milliseconds, but never the same value twice in this
-    process (one more than the last when the clock has not moved on since):
-    the time a statement that claims workflows writes in them. Should its
-    commit go unanswered (the connection lost), that value and this process's
-    owner name the rows it claimed, if it committed
-    (``SystemStore.find_claimed``): no other claim here wrote the same."""
-    global _last_stamp
+def stamp_ms(key: str) -> int:
+    """The time in epoch milliseconds for a claim of kind ``key`` (a queue's
+    dequeues, or :data:`OTHER_CLAIMS`), never the same value twice for one
+    key in this process: should a claim's commit go unanswered (the
+    connection lost), that value, the kind and this process's owner name the
+    rows it took, if it committed (``SystemStore.find_claimed``). A second
+    claim within the same millisecond waits for the next (claims of one kind
+    are far apart: this is rare); the stamp is the time, not ahead of it, as
+    claims compare it with delays and wake-up times."""
     with _stamp_lock:
-        _last_stamp = max(now_ms(), _last_stamp + 1)
-        return _last_stamp
+        last = _last_stamps.get(key, 0)
+        now = now_ms()
+        if now <= last and last - now > _SET_BACK_MS:
+            now = last + 1  # (the clock was set back: no wait for it to catch up)
+        while now <= last:
+            time.sleep(0.0002)
+            now = now_ms()
+        _last_stamps[key] = now
+        return now
 
 
 def offset_ms() -> int:

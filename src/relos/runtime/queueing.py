@@ -556,7 +556,7 @@ class QueueRunner:
             return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
-        now = clock.stamp_ms()  # (this claim's own: see _settle)
+        now = clock.stamp_ms(f"queue:{name}")  # (this claim's own: see _settle)
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
         self.claims += 1

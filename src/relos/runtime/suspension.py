@@ -186,7 +186,7 @@ class Waker:
             # does not announce itself to the waker).
             return min(poll, 0.005)
         rows = self._settle()
-        stamp = clock.stamp_ms()  # (this claim's own: see _settle)
+        stamp = clock.stamp_ms(clock.OTHER_CLAIMS)  # (this claim's own: see _settle)
         try:
             rows += rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, stamp,
                                                  room - len(rows), rt.app_version, names)

@@ -54,7 +54,12 @@ def run_transaction(rt: Runtime, info: StepInfo, args: tuple[Any, ...],
             if _is_retryable(exc) or _is_retryable(cause or exc):
                 time.sleep(min(1.0, 0.001 * 2 ** attempt) * random.random())
                 continue
-            if p.ctx is None or isinstance(exc, (errors.WorkflowCancelledError, errors.WorkflowConflictError)):
+            if p.ctx is None or isinstance(exc, (errors.WorkflowCancelledError,
+                                                 errors.WorkflowConflictError,
+                                                 errors.DatabaseUnreachableError)):
+                # (a lost connection is not the transaction's outcome: it may
+                # even have committed; the workflow stops, and runs again from
+                # what the database holds)
                 raise
             # The transaction rolled back; record its error so replay raises it too.
             return steps.record(rt, p, info, None, exc)

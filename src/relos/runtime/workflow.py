@@ -174,7 +174,7 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
     :func:`recover` to look at one by one (claimed meanwhile by another
     process, suspended, or of a function this code does not define: it says
     which)."""
-    now = clock.stamp_ms()
+    now = clock.stamp_ms(clock.OTHER_CLAIMS)
     try:
         claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
                                            rt.config.executor_id, now,
@@ -214,8 +214,8 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
 def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
     try:
         claimed = rt.store.claim_workflow(
-            row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id, clock.stamp_ms()
-        )
+            row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id,
+            clock.stamp_ms(clock.OTHER_CLAIMS))
     except errors.DatabaseUnreachableError:
         _perhaps_claimed(rt, [row.workflow_id])
         raise

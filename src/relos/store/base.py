@@ -606,12 +606,13 @@ class SystemStore(abc.ABC):
         """The workflows a claim by ``owner`` (of executor ``executor_id``)
         whose ``now`` was ``stamp`` took, if it committed: for a claim whose
         commit went unanswered (the connection lost), which may or may not
-        have taken them. A process gives each of its claims its own ``now``
-        (``clock.stamp_ms``), so these are that claim's rows and no other's,
-        still PENDING under the owner and not suspended (a cancelled one is
-        left out). With ``queue_name``, a :meth:`dequeue` from that queue
-        (``started_at`` = stamp); with None, a :meth:`claim_due_workflows`
-        (woken at ``stamp``: ``updated_at`` = stamp, created before)."""
+        have taken them. A process gives each of its claims of a kind its own
+        ``now`` (``clock.stamp_ms``), so these are that claim's rows and no
+        other's, still PENDING under the owner and not suspended (a cancelled
+        one is left out). With ``queue_name``, a :meth:`dequeue` from that
+        queue (``started_at`` = stamp); with None, a
+        :meth:`claim_due_workflows` (woken at ``stamp``: ``updated_at`` =
+        stamp, started before it)."""
 
     @abc.abstractmethod
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,

@@ -307,6 +307,26 @@ class PostgresStore(SQLStore):
         finally:
             self.pool.putconn(conn)
 
+    @contextmanager
+    def transaction(self, isolation_level: str | None) -> Iterator[Any]:
+        """As SQLStore's; when it fails with its connection lost (the server
+        ended it, or the network), the error is ``DatabaseUnreachableError``,
+        whatever the statement or the commit raised: it may have committed,
+        and it is not the outcome of the code that ran in it. An error on a
+        sound connection is raised as it is."""
+        used: Any = None
+        try:
+            with self._tx(isolation_level) as conn:
+                used = conn
+                yield conn
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            if used is not None and (used.broken or used.closed):
+                raise errors.DatabaseUnreachableError(
+                    f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}") from exc
+            raise
+
     @staticmethod
     def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Run one statement on ``conn``; its rows."""

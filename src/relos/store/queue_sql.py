@@ -468,7 +468,10 @@ def find_claimed(store: SQLStore, owner: str, executor_id: str, stamp: int,
     if queue_name is not None:
         sql += f"queue_name = {ph('queue_name')} AND started_at = {ph('stamp')}"
     else:
-        sql += f"updated_at = {ph('stamp')} AND created_at < {ph('stamp')}"
+        # (woken at the stamp, started before it: not a dequeue's row, nor a
+        # workflow started here at that moment)
+        sql += (f"updated_at = {ph('stamp')} "
+                f"AND COALESCE(started_at, created_at) < {ph('stamp')}")
     return [WorkflowRow(*r) for r in store._all(sql + " ORDER BY created_at", params)]
 
 
