@@ -82,3 +82,23 @@ def status_history(sql: Any, store: Any, workflow_id: str) -> list[tuple[Any, ..
     (``sql`` is the contract tests' fixture)."""
     return sql(store, "SELECT status, owner FROM {p}workflow_status_history "
                       "WHERE workflow_id = ? ORDER BY id", workflow_id)
+
+
+def cut_connections(url: str, times: int, every: float,
+                    after_each: Any = None) -> int:
+    """End every server process of the PostgreSQL database at ``url`` (as a
+    restart or fail-over does to its clients), ``times`` times, ``every``
+    seconds apart, calling ``after_each()`` after each cut; how many ended."""
+    import psycopg
+
+    base, database = url.rsplit("/", 1)
+    ended = 0
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        for _ in range(times):
+            time.sleep(every)
+            ended += admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
+            if after_each is not None:
+                after_each()
+    return ended

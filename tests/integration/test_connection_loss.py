@@ -23,10 +23,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 
-from dbhelpers import PG_BASE, eventually
+from dbhelpers import cut_connections, eventually
 from relos import DBOS, PENDING, SUCCESS, Queue, SetWorkflowID, errors
 from relos.serialization import get_serializer
 from relos.store import open_store
@@ -222,15 +221,7 @@ def test_a_queue_finishes_while_postgres_drops_every_connection(
     rt = _launched(launch)
     tags = [uuid.uuid4().hex for _ in range(400)]
     handles = blip_queue.enqueue_many(lost_steps, [(t, 0.01) for t in tags])
-    database = db_url.rsplit("/", 1)[1]
-    terminated = 0
-    with psycopg.connect(f"{PG_BASE}/postgres", autocommit=True) as admin:
-        for _ in range(8):
-            time.sleep(0.25)
-            terminated += admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
-    assert terminated >= 8
+    assert cut_connections(db_url, 8, 0.25) >= 8
 
     def all_done() -> bool:
         try:

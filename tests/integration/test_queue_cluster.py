@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from dbhelpers import cut_connections
 from prochelpers import Event, Processes
 from relos.store.base import DELAYED, ENQUEUED, PENDING, SUCCESS, ListFilter
 
@@ -307,23 +308,15 @@ def test_a_thousand_queued_workflows_finish_exactly_once_while_postgres_drops_co
     _create_effects_table(cluster.url)
     workers = cluster.workers(3)
     ids = cluster.enqueue("qapp_mass", total, "--step-sleep", "0.02")
-    base, database = cluster.url.rsplit("/", 1)
-
     def succeeded() -> int:  # (on a connection of its own: the pool's may have been ended)
         with psycopg.connect(cluster.url) as conn:
             return int(conn.execute(
                 f"SELECT count(*) FROM {store.prefix}workflow_status "
                 f"WHERE status = 'SUCCESS' AND name = 'qapp.mass_wf'").fetchone()[0])
 
-    terminated, done_at_first = 0, None
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-        for _ in range(8):
-            time.sleep(0.25)
-            terminated += admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchone()[0]
-            if done_at_first is None:
-                done_at_first = succeeded()
+    done: list[int] = []  # (after each cut)
+    terminated = cut_connections(cluster.url, 8, 0.25, lambda: done.append(succeeded()))
+    done_at_first = done[0] if done else None
     assert done_at_first is not None and done_at_first < total, "the first cut came mid-run"
     assert terminated >= 8 * 3  # (each cut ended connections of every worker)
 
