@@ -185,17 +185,17 @@ class Queue:
         """Record the workflow as ENQUEUED and return its handle; an executor
         listening to this queue runs it when the limits allow."""
         from relos.dbos import _rt, _workflow_info
-        from relos.runtime import queueing
+        from relos.runtime import enqueueing
         from relos.runtime.handles import WorkflowHandle
 
         rt = _rt()
-        [wid] = queueing.enqueue(rt, _workflow_info(func), self, [(args, kwargs)])
+        [wid] = enqueueing.enqueue(rt, _workflow_info(func), self, [(args, kwargs)])
         return WorkflowHandle(rt, wid)
 
     async def enqueue_async(self, func: Callable[..., Any], *args: Any, **kwargs: Any
                             ) -> WorkflowHandleAsync[Any]:
         from relos.dbos import _rt, _workflow_info
-        from relos.runtime import context, queueing
+        from relos.runtime import context, enqueueing
         from relos.runtime.handles import WorkflowHandleAsync
 
         rt = _rt()
@@ -208,7 +208,7 @@ class Queue:
         def call() -> list[str]:
             if given_id is not None:
                 context._next_workflow_id.set(given_id)
-            return queueing.enqueue(rt, info, self, [(args, kwargs)], options)
+            return enqueueing.enqueue(rt, info, self, [(args, kwargs)], options)
 
         [wid] = await rt.run_blocking(call)
         return WorkflowHandleAsync(rt, wid)
@@ -219,7 +219,7 @@ class Queue:
         is a tuple of positional arguments, ``relos.queues.Call(args, kwargs)``
         for keyword arguments too, or any other value: the one argument."""
         from relos.dbos import _rt, _workflow_info
-        from relos.runtime import queueing
+        from relos.runtime import enqueueing
         from relos.runtime.handles import WorkflowHandle
 
         if isinstance(calls, (str, bytes, dict)) or not isinstance(calls, Iterable):
@@ -229,7 +229,7 @@ class Queue:
         rt = _rt()
         batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
             (item, {}) if type(item) is tuple else _call(item) for item in calls]
-        ids = queueing.enqueue(rt, _workflow_info(func), self, batch)
+        ids = enqueueing.enqueue(rt, _workflow_info(func), self, batch)
         return [WorkflowHandle(rt, wid) for wid in ids]
 
     def __repr__(self) -> str:

@@ -1,10 +1,4 @@
-"""Enqueueing workflows and the per-process dequeue loop.
-
-Enqueue writes the workflow rows (status ENQUEUED, or DELAYED with a start
-time) in one transaction and wakes dequeuers: in this process directly, in
-others through NOTIFY on PostgreSQL (or their next poll). Called inside a
-workflow, the enqueue is also a step of the caller, so a replay gets the same
-workflow IDs back without enqueueing again.
+"""The per-process dequeue loop (enqueueing is ``enqueueing.py``).
 
 The :class:`QueueRunner` thread of each executor claims work from the queues
 it listens to, fairly (round robin: each round starts after the queue served
@@ -20,22 +14,18 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING
 
-from relos import errors, queues, serialization
-from relos.runtime import clock, context, registry, wakeups, workflow
-from relos.runtime.ids import new_ids
+from relos import errors, queues
+from relos.runtime import clock, registry, wakeups, workflow
 from relos.runtime.registry import WorkflowInfo
+from relos.runtime.unanswered import UnansweredClaims
 from relos.store.base import (
-    DELAYED,
     DEQUEUE_ORDER,
-    ENQUEUED,
     QueueRow,
-    RowBatch,
-    StepRow,
     WorkflowRow,
 )
 
@@ -43,164 +33,6 @@ if TYPE_CHECKING:
     from relos.runtime.runtime import Runtime
 
 logger = logging.getLogger("relos")
-
-Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
-
-
-def _check_options(queue: QueueRow, opts: queues.EnqueueOptions) -> None:
-    if opts.priority is not None and opts.priority != 0 and not queue.priority_enabled:
-        raise errors.ConfigError(
-            f"queue {queue.name!r} does not have priorities: create it with "
-            f"Queue({queue.name!r}, priority_enabled=True) to enqueue with a priority"
-        )
-    if queue.partitioned and opts.queue_partition_key is None:
-        raise errors.ConfigError(
-            f"queue {queue.name!r} is partitioned: enqueue with "
-            f"SetEnqueueOptions(queue_partition_key=...)"
-        )
-    if not queue.partitioned and opts.queue_partition_key is not None:
-        raise errors.ConfigError(
-            f"queue {queue.name!r} is not partitioned: create it with "
-            f"Queue({queue.name!r}, partition_queue=True) to use queue_partition_key"
-        )
-
-
-def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
-            options: queues.EnqueueOptions | None = None) -> list[str]:
-    """Enqueue one workflow per call; their IDs, in order."""
-    opts = options or queues.current_options()
-    row_q = rt.queue_settings(queue.name) or queue.row
-    _check_options(row_q, opts)
-    if opts.deduplication_id is not None and len(calls) > 1:
-        raise errors.ConfigError(
-            "a deduplication ID names one workflow: enqueue_many cannot use it")
-    parent = None if context.in_step() else context.current()
-    given_id = context.take_next_workflow_id()
-    timeout = context.next_timeout()
-    step_fid: int | None = None
-    step_name = "DBOS.enqueue" if len(calls) == 1 else "DBOS.enqueueMany"
-    if parent is not None:
-        step_fid = parent.next_function_id()
-        rec = parent.replayed(step_fid, step_name)
-        if rec is not None:  # replay: these workflows were enqueued (or refused) before
-            if rec.error is not None:
-                raise serialization.deserialize_exception(rt.serializer, rec.error)
-            return list(rt.serializer.loads(rec.output or "[]"))
-    now = clock.now_ms()
-    if given_id is not None and len(calls) == 1:
-        ids = [given_id]
-    elif parent is not None:
-        base = f"{parent.workflow_id}-{step_fid}"
-        ids = [base] if len(calls) == 1 else [f"{base}-{i}" for i in range(len(calls))]
-    else:
-        ids = new_ids(len(calls))
-    delay_ms = int((opts.delay_seconds or 0) * 1000)
-    # What every row of the batch shares, and what each row adds to it.
-    shared: dict[str, Any] = dict(
-        status=DELAYED if delay_ms > 0 else ENQUEUED, name=info.name,
-        executor_id=rt.config.executor_id, created_at=now, updated_at=now,
-        application_version=opts.app_version, application_id=rt.config.name,
-        authenticated_user=parent.authenticated_user if parent else None,
-        parent_workflow_id=parent.workflow_id if parent else None,
-        queue_name=queue.name, deduplication_id=opts.deduplication_id,
-        priority=opts.priority or 0, recovery_attempts=0,
-        timeout_ms=int(timeout * 1000) if timeout is not None else None,
-        queue_partition_key=opts.queue_partition_key,
-        delay_until_epoch_ms=now + delay_ms if delay_ms > 0 else None,
-    )
-    rows = RowBatch(WorkflowRow(workflow_id="", **shared), ids, _Inputs(rt, info, calls))
-    step = None
-    # With a deduplication ID the outcome (this workflow, the one holding the
-    # ID, or a refusal) is known only after the insert, and the parent's step
-    # must record that outcome for a replay to see the same: record it after.
-    # Should the process die in between, the replay enqueues again under the
-    # same (derived) ID, which is idempotent.
-    record_after = parent is not None and opts.deduplication_id is not None
-    if parent is not None and step_fid is not None and not record_after:
-        step = StepRow(parent.workflow_id, step_fid, step_name, step_name,
-                       rt.serializer.dumps(ids), None, now, now,
-                       child_workflow_id=ids[0] if len(ids) == 1 else None,
-                       executor_id=rt.config.executor_id)
-    results = rt.store.enqueue(rows, step)
-    if delay_ms > 0 and rt.queue_runner is not None:
-        rt.queue_runner.idle_wait.tell_delay_end(now + delay_ms)
-    rt.notifier.notify("queues", queue.name)
-    refused: errors.QueueDeduplicatedError | None = None
-    for i, existing in enumerate(results):
-        if existing is None:
-            continue
-        row = rows[i]
-        if existing.workflow_id == row.workflow_id:
-            if existing.name != info.name:
-                raise errors.WorkflowConflictError(
-                    f"workflow ID {row.workflow_id!r} is already used by workflow "
-                    f"{existing.name!r}, not {info.name!r}: use another ID")
-            continue
-        if opts.return_existing:
-            ids[i] = existing.workflow_id
-            continue
-        refused = errors.QueueDeduplicatedError(queue.name, str(row.deduplication_id),
-                                                existing.workflow_id)
-    if record_after and parent is not None and step_fid is not None:
-        rt.store.record_step(StepRow(
-            parent.workflow_id, step_fid, step_name, step_name,
-            None if refused else rt.serializer.dumps(ids),
-            serialization.serialize_exception(rt.serializer, refused) if refused else None,
-            now, clock.now_ms(), child_workflow_id=None if refused else ids[0],
-            executor_id=rt.config.executor_id))
-    if refused is not None:
-        raise refused
-    return ids
-
-
-#: Calls serialized at a time by ``_Inputs``.
-INPUTS_CHUNK = 256
-
-
-class _Inputs(Sequence[str]):
-    """The calls' serialized inputs, written as the store reads them, a chunk
-    at a time: a bulk write streams the first rows to the server while the
-    next are written. A call that cannot be serialized raises the error
-    naming the argument (and the call) at fault, and the store's write, all
-    or nothing, stores none."""
-
-    def __init__(self, rt: Runtime, info: WorkflowInfo, calls: Calls) -> None:
-        self._rt, self._info, self._calls = rt, info, calls
-        self._write = serialization.inputs_writer(rt.serializer)
-        self._done: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[str]: ...
-
-    def __getitem__(self, index: int | slice) -> str | list[str]:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            self._fill(stop)
-            return self._done[start:stop:step]
-        self._fill(range(len(self))[index] + 1)
-        return self._done[index]
-
-    def _fill(self, upto: int) -> None:
-        done, calls = len(self._done), self._calls
-        if upto <= done:
-            return
-        upto = max(upto, min(len(calls), done + INPUTS_CHUNK))  # (row by row readers too)
-        write = self._write
-        try:
-            self._done += [write(args, kwargs) for args, kwargs in calls[done:upto]]
-        except Exception:  # again, to say which argument of which call is at fault
-            for i in range(done, upto):
-                args, kwargs = calls[i]
-                what = f"workflow {self._info.name!r}" + (
-                    f" (call #{i})" if len(calls) > 1 else "")
-                self._done.append(serialization.serialize_inputs(
-                    self._rt.serializer, self._info.func, args, kwargs, what))
-
 
 #: How much work a process claims beyond its free threads, from a queue
 #: without limits: what it finishes in this many seconds, at most CLAIM_AHEAD_MAX.
@@ -333,11 +165,8 @@ class QueueRunner:
         self._scan_from: dict[str, tuple[int, float]] = {}
         #: Runs the second half of split claims (see ``_claim``).
         self._helper: ThreadPoolExecutor | None = None
-        #: Claims whose commit went unanswered (the connection lost): the
-        #: queue, the claim's stamp and the IDs this runner holds from it. Each
-        #: may have taken workflows, which would stay PENDING under this live
-        #: process; the next round asks the database (see ``_settle``).
-        self._unsettled: list[tuple[str, int, frozenset[str]]] = []
+        #: Claims whose commit went unanswered: taken in at each round.
+        self._unanswered = UnansweredClaims(rt)
         #: How long to wait when idle (delays, rate limits, queues' poll intervals).
         self.idle_wait = wakeups.IdleWait(rt)
         #: Which queues a round may leave out (came up empty, nothing heard since).
@@ -436,23 +265,13 @@ class QueueRunner:
             self._helper.shutdown()
 
     def _settle(self) -> None:
-        """Take in the workflows of the claims whose commit went unanswered
-        and did commit (see ``_unsettled``): they are this runner's to start.
-        Raises what the database says if it still cannot answer (those claims
-        stay unsettled until a round gets the answer)."""
-        rt = self.rt
-        while self._unsettled:
-            name, stamp, held = self._unsettled[0]
-            rows = [r for r in rt.store.find_claimed(rt.instance_id, rt.config.executor_id,
-                                                     stamp, name)
-                    if r.workflow_id not in held]
-            del self._unsettled[0]
-            if rows:
-                logger.warning("a claim from queue %r whose commit went unanswered took %d "
-                               "workflow(s): starting them", name, len(rows))
-                with self._ready_lock:
-                    self._ready.add(name, rows)
-                    self._readied.notify()
+        """Take in the workflows of claims whose commit went unanswered and
+        did commit (unanswered.py): they are this runner's to start."""
+        for name, rows in self._unanswered.take():
+            assert name is not None
+            with self._ready_lock:
+                self._ready.add(name, rows)
+                self._readied.notify()
 
     def _give_back_ready(self) -> None:
         """Stopping: the claimed workflows not started go back to their queues."""
@@ -556,7 +375,7 @@ class QueueRunner:
             return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None
-        now = clock.stamp_ms(f"queue:{name}")  # (this claim's own: see _settle)
+        now = clock.stamp_ms(f"queue:{name}")  # (this claim's own: unanswered.py)
         self.dry.claiming(name)
         rows = self._claim(queue, room, now, created_from)
         self.claims += 1
@@ -597,13 +416,13 @@ class QueueRunner:
                                     created_from=created_from)
 
         if room < SPLIT_CLAIM_FROM or not queue.unbudgeted or not rt.store.concurrent_writers:
-            return self._unsettled_if_lost(queue.name, now, claim, room)
+            return self._noted_if_unanswered(queue.name, now, claim, room)
         if self._helper is None:
             self._helper = ThreadPoolExecutor(1, thread_name_prefix="relos-claims")
         try:
             theirs = self._helper.submit(claim, room - room // 2)
         except RuntimeError:  # the interpreter is exiting: it starts no more threads
-            return self._unsettled_if_lost(queue.name, now, claim, room)
+            return self._noted_if_unanswered(queue.name, now, claim, room)
         rows: list[WorkflowRow] = []
         failed: Exception | None = None
         lost = False  # (either half's commit perhaps unanswered)
@@ -617,7 +436,7 @@ class QueueRunner:
             failed = failed or exc
             lost |= isinstance(exc, errors.DatabaseUnreachableError)
         if lost:
-            self._unsettled.append((queue.name, now, frozenset(r.workflow_id for r in rows)))
+            self._unanswered.note(now, queue.name, frozenset(r.workflow_id for r in rows))
         if failed is not None:
             if not rows:
                 raise failed
@@ -625,14 +444,14 @@ class QueueRunner:
         rows.sort(key=DEQUEUE_ORDER)
         return rows
 
-    def _unsettled_if_lost(self, name: str, now: int,
+    def _noted_if_unanswered(self, name: str, now: int,
                            claim: Callable[[int], list[WorkflowRow]], room: int
                            ) -> list[WorkflowRow]:
-        """``claim(room)``; one whose commit went unanswered is noted unsettled."""
+        """``claim(room)``; one whose commit went unanswered is noted."""
         try:
             return claim(room)
         except errors.DatabaseUnreachableError:
-            self._unsettled.append((name, now, frozenset()))
+            self._unanswered.note(now, name)
             raise
 
     def _scan_start(self, name: str) -> int | None:

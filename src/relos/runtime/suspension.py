@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from relos import errors
 from relos.runtime import clock, registry
 from relos.runtime.context import WorkflowContext
+from relos.runtime.unanswered import UnansweredClaims
 from relos.store.base import PENDING, StepRow, WorkflowRow
 
 if TYPE_CHECKING:
@@ -141,10 +142,8 @@ class Waker:
         #: tracked there (they will take a thread: the next claim leaves room).
         self._starting = 0
         self._lock = threading.Lock()
-        #: The stamps of claims whose commit went unanswered (the connection
-        #: lost): each may have taken workflows, which would stay PENDING
-        #: under this live process; the next round asks the database.
-        self._unsettled: list[int] = []
+        #: Claims whose commit went unanswered: taken in at each round.
+        self._unanswered = UnansweredClaims(rt)
 
     def note(self, wake_at_ms: int) -> None:
         """A workflow was suspended (or woken) here: look earlier if it is due
@@ -185,13 +184,13 @@ class Waker:
             # Every thread is busy: look again soon (a finishing workflow
             # does not announce itself to the waker).
             return min(poll, 0.005)
-        rows = self._settle()
-        stamp = clock.stamp_ms(clock.OTHER_CLAIMS)  # (this claim's own: see _settle)
+        rows = [r for _, taken in self._unanswered.take() for r in taken]
+        stamp = clock.stamp_ms(clock.OTHER_CLAIMS)  # (this claim's own: unanswered.py)
         try:
             rows += rt.store.claim_due_workflows(rt.instance_id, rt.config.executor_id, stamp,
                                                  room - len(rows), rt.app_version, names)
         except errors.DatabaseUnreachableError:
-            self._unsettled.append(stamp)
+            self._unanswered.note(stamp, None)
             if not rows:
                 raise
             logger.warning("waking suspended workflows failed: the database is unreachable")
@@ -216,21 +215,6 @@ class Waker:
         # Due but not claimed: another executor holds it this instant.
         return delay if delay > 0 or rows else min(poll, 0.01)
 
-
-    def _settle(self) -> list[WorkflowRow]:
-        """The workflows taken by claims whose commit went unanswered and did
-        commit: this waker's to resume. Raises what the database says if it
-        still cannot answer (those claims stay unsettled)."""
-        rt = self.rt
-        rows: list[WorkflowRow] = []
-        while self._unsettled:
-            rows += rt.store.find_claimed(rt.instance_id, rt.config.executor_id,
-                                          self._unsettled[0], None)
-            del self._unsettled[0]
-        if rows:
-            logger.warning("a claim of suspended workflows whose commit went unanswered took "
-                           "%d of them: resuming them", len(rows))
-        return rows
 
     def _resume(self, row: WorkflowRow) -> None:
         """On a workflow thread: load a claimed workflow's steps and replay it."""

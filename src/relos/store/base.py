@@ -102,7 +102,7 @@ class RowBatch(Sequence[WorkflowRow]):
     call's): kept as the shared row and the two sequences, each row made only
     when asked for. A store may write the batch from the parts directly, and
     should read the inputs in order, a slice at a time: they may be made as
-    they are read (see ``queueing._Inputs``)."""
+    they are read (see ``enqueueing._Inputs``)."""
 
     def __init__(self, shared: WorkflowRow, ids: Sequence[str],
                  inputs: Sequence[str | None]) -> None:

@@ -16,7 +16,7 @@ PID with that payload once per expectation. Nothing else is dropped: a NOTIFY
 sent by any other connection, or by the same connection on another path (a
 requeue, a recovery, a resumed workflow), finds no expectation and wakes the
 runner. Every caller of the store's ``enqueue`` wakes its own process's
-dequeuers itself (``runtime/queueing.py``), which is what makes dropping
+dequeuers itself (``runtime/enqueueing.py``), which is what makes dropping
 safe.
 
 Why the right one is dropped: while the statement runs, its connection is
