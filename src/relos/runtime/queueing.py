@@ -576,8 +576,10 @@ class QueueRunner:
                 logger.error("cannot start dequeued workflow %s: %s", row.workflow_id, exc)
             else:
                 logger.exception("cannot start dequeued workflow %s", row.workflow_id)
-            with contextlib.suppress(errors.RelosError):
+            try:
                 rt.store.requeue(row.workflow_id, rt.instance_id, clock.now_ms())
+            except errors.RelosError:  # (the database refuses that too: later)
+                rt.start_again_later(row.workflow_id)
             return None
         finally:
             with self._ready_lock:  # tracked by now (or not to run): counted by the runtime
