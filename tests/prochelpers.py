@@ -115,9 +115,13 @@ class Processes:
         return len(self.events(name, workflow_id, pid))
 
     def wait_for(self, check: Callable[[], Any], what: str,
-                 *watch: subprocess.Popen[bytes]) -> Any:
+                 *watch: subprocess.Popen[bytes],
+                 explain: Callable[[], str] | None = None) -> Any:
         """Poll ``check`` until it returns something truthy (returned), failing
-        after the deadline or as soon as a watched process dies."""
+        after the deadline or as soon as a watched process dies. On a time-out
+        the failure shows what ``explain`` returns and each watched process's
+        stderr, with its threads' stacks where the application registered
+        ``faulthandler`` for SIGUSR1."""
         end = time.monotonic() + self.deadline
         while True:
             value = check()
@@ -128,8 +132,12 @@ class Processes:
                     pytest.fail(f"process {proc.pid} exited ({proc.returncode}) while waiting "
                                 f"for {what}:\n{self.stderr(proc)}")
             if time.monotonic() > end:
+                state = f"\n{explain()}" if explain is not None else ""
+                for proc in watch:
+                    os.kill(proc.pid, signal.SIGUSR1)
+                time.sleep(0.5)  # (for the stacks to be written)
                 extra = "".join(f"\nstderr of {p.pid}:\n{self.stderr(p)}" for p in watch)
-                pytest.fail(f"timed out after {self.deadline}s waiting for {what}{extra}")
+                pytest.fail(f"timed out after {self.deadline}s waiting for {what}{state}{extra}")
             time.sleep(self.poll)
 
     def store(self) -> SystemStore:

@@ -35,8 +35,10 @@ must block "the first time" creates a flag file next to the log atomically
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -348,4 +350,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # (threads' stacks on a test's time-out)
     main()

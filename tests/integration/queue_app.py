@@ -33,9 +33,11 @@ count executions exactly, even of a process killed a moment later.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -229,4 +231,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # (threads' stacks on a test's time-out)
     main()

@@ -19,7 +19,9 @@ and fsync::
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -64,4 +66,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # (threads' stacks on a test's time-out)
     main()

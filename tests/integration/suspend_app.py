@@ -22,8 +22,10 @@ Every step execution is one fsync'ed line appended to ``LOG_PATH``::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -107,4 +109,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # (threads' stacks on a test's time-out)
     sys.exit(main())

@@ -16,6 +16,7 @@ goes on). These tests check that the process itself finishes every one:
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
@@ -212,6 +213,95 @@ def test_a_transaction_whose_connection_was_lost_runs_again_not_recorded_as_fail
     with rt.store._conn() as conn:  # its write committed once: with the second run
         assert conn.execute("SELECT count(*) FROM lost_effects WHERE tag = %s",
                             (tag,)).fetchone()[0] == 1
+
+
+@DBOS.transaction(name="lost.plain_effect")
+def lost_plain_effect(tag: str) -> int:
+    conn = DBOS.sql_connection
+    conn.execute("CREATE TABLE IF NOT EXISTS lost_effects (tag TEXT NOT NULL)")
+    conn.execute("INSERT INTO lost_effects (tag) VALUES (%s)", (tag,))
+    _ran(f"{tag}:effect")
+    return 7
+
+
+@DBOS.workflow(name="lost.with_plain_effect")
+def lost_with_plain_effect(tag: str) -> int:
+    return lost_plain_effect(tag) + lost_step(tag, 1)
+
+
+def _called_from(function: str, depth: int = 4) -> bool:
+    """Whether ``function`` is among the callers of the caller, ``depth`` up."""
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _end_the_next_connection(monkeypatch: pytest.MonkeyPatch, store: Any, db_url: str,
+                             taken_by: str, this_thread: bool = False) -> list[int]:
+    """The next connection ``taken_by`` (a store method) takes from the pool
+    has passed the pool's check, and then the server ends it (as a restart
+    or fail-over does to connections idle in a pool). With ``this_thread``
+    only in this thread. The returned list gets the ended server process's ID."""
+    import psycopg
+
+    real_getconn = store.pool.getconn
+    ended: list[int] = []
+    thread = threading.get_ident() if this_thread else None
+
+    def getconn_ended_by_the_server(*args: Any, **kwargs: Any) -> Any:
+        conn = real_getconn(*args, **kwargs)
+        if (not ended and _called_from(taken_by)
+                and thread in (None, threading.get_ident())):
+            pid = conn.info.backend_pid
+            with psycopg.connect(db_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                eventually(lambda: admin.execute(
+                    "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = %s",
+                    (pid,)).fetchone()[0], timeout=10)
+            ended.append(pid)
+        return conn
+
+    monkeypatch.setattr(store.pool, "getconn", getconn_ended_by_the_server)
+    return ended
+
+
+def test_a_transaction_whose_connection_the_server_ended_before_begin_runs_again(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The BEGIN of the transaction fails (AdminShutdown): the transaction is
+    not recorded as failed, its workflow runs again."""
+    if backend != "postgres":
+        pytest.skip("terminates a PostgreSQL server process")
+    rt = _launched(launch)
+    ended = _end_the_next_connection(monkeypatch, rt.store, db_url, "transaction")
+    tag = uuid.uuid4().hex
+    with SetWorkflowID(f"ended-{tag}"):
+        handle = DBOS.start_workflow(lost_with_plain_effect, tag)
+    assert handle.get_result(timeout_seconds=20) == 8
+    assert ended, "a connection was ended before its BEGIN"
+    assert _status(rt, f"ended-{tag}") == SUCCESS
+    assert runs[f"{tag}:effect"] == 1  # (its first attempt never began)
+    with rt.store._conn() as conn:
+        assert conn.execute("SELECT count(*) FROM lost_effects WHERE tag = %s",
+                            (tag,)).fetchone()[0] == 1
+
+
+def test_a_read_whose_pooled_connection_the_server_ended_runs_again_on_another(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if backend != "postgres":
+        pytest.skip("terminates a PostgreSQL server process")
+    rt = _launched(launch)
+    handle = DBOS.start_workflow(lost_work, uuid.uuid4().hex)
+    assert handle.get_result(timeout_seconds=20).startswith("done-")
+    ended = _end_the_next_connection(monkeypatch, rt.store, db_url, "get_workflow",
+                                     this_thread=True)
+    row = rt.store.get_workflow(handle.workflow_id)
+    assert ended, "the read's connection was ended"
+    assert row is not None and row.status == SUCCESS
 
 
 def test_a_queue_finishes_while_postgres_drops_every_connection(

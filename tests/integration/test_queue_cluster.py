@@ -290,6 +290,27 @@ def test_a_thousand_queued_workflows_survive_a_worker_killed_mid_run(cluster: Cl
           f"effects per process {sorted(effect_pids.values())}")
 
 
+def _unfinished(cluster: Cluster, prefix: str) -> str:
+    """What became of the first workflows not done: their rows, steps, status
+    history and logged events (for a failure's message)."""
+    import psycopg
+
+    lines = []
+    with psycopg.connect(cluster.url) as conn:
+        def rows(sql: str, *params: object) -> list[tuple[object, ...]]:
+            return conn.execute(sql.replace("{p}", prefix), params).fetchall()
+        lines.append(f"executors: {rows('SELECT pid, instance_id, heartbeat_at, stopped_at FROM {p}executors')}")
+        lines.append(f"by status: {rows('SELECT status, count(*) FROM {p}workflow_status GROUP BY 1')}")
+        for wid, *rest in rows("SELECT workflow_id, status, executor_id, owner, recovery_attempts, "
+                               "updated_at, started_at FROM {p}workflow_status "
+                               "WHERE status <> 'SUCCESS' ORDER BY workflow_id LIMIT 5"):
+            lines.append(f"{wid}: {rest}")
+            lines.append(f"  steps: {rows('SELECT function_id, function_name, error FROM {p}operation_outputs WHERE workflow_id = %s ORDER BY 1', wid)}")
+            lines.append(f"  history: {rows('SELECT status, owner, at FROM {p}workflow_status_history WHERE workflow_id = %s ORDER BY id', wid)}")
+            lines.append(f"  events: {cluster.events(workflow_id=str(wid))}")
+    return "\n".join(lines)
+
+
 def test_a_thousand_queued_workflows_finish_exactly_once_while_postgres_drops_connections(
         cluster: Cluster) -> None:
     """1,000 queued workflows on 3 worker processes while the server ends every
@@ -321,7 +342,7 @@ def test_a_thousand_queued_workflows_finish_exactly_once_while_postgres_drops_co
     assert terminated >= 8 * 3  # (each cut ended connections of every worker)
 
     cluster.wait_for(lambda: succeeded() == total, f"all {total} workflows to succeed",
-                     *workers)
+                     *workers, explain=lambda: _unfinished(cluster, store.prefix))
     cluster.shut_down(workers)
     # (the test's pooled connections were ended too: each is found closed at
     # its checkout and replaced)

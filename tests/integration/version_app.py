@@ -16,7 +16,9 @@ of the workflow's step appends one fsync'ed line to LOG_PATH::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 import time
 
@@ -70,4 +72,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.register(signal.SIGUSR1)  # (threads' stacks on a test's time-out)
     main()

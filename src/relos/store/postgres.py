@@ -153,6 +153,11 @@ def _most_recent_first(pool: Any) -> Any:
     return pool
 
 
+#: The SQLSTATEs with which the server ends a session (an administrator's
+#: command, a crash of another server process, a shutdown under way): whatever
+#: state the connection object reports, the session is gone.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
+
 #: The server's clock in epoch milliseconds (the time now, not the
 #: transaction's start).
 _CLOCK_SQL = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -310,22 +315,32 @@ class PostgresStore(SQLStore):
     @contextmanager
     def transaction(self, isolation_level: str | None) -> Iterator[Any]:
         """As SQLStore's; when it fails with its connection lost (the server
-        ended it, or the network), the error is ``DatabaseUnreachableError``,
-        whatever the statement or the commit raised: it may have committed,
-        and it is not the outcome of the code that ran in it. An error on a
-        sound connection is raised as it is."""
-        used: Any = None
+        ended it, or the network) or none to be had, the error is
+        ``DatabaseUnreachableError``, whatever the BEGIN, a statement or the
+        commit raised: it may have committed, and it is not the outcome of the
+        code that ran in it. An error on a sound connection is raised as it is."""
         try:
-            with self._tx(isolation_level) as conn:
-                used = conn
+            conn = self.pool.getconn()
+        except psycopg.OperationalError as exc:  # (PoolTimeout: no connection to be had)
+            raise self._lost(exc) from exc
+        try:
+            with conn.transaction():
+                if isolation_level and isolation_level != "READ COMMITTED":
+                    level = check_isolation(isolation_level)
+                    conn.execute(f"SET TRANSACTION ISOLATION LEVEL {level}")
                 yield conn
         except errors.RelosError:
             raise
         except Exception as exc:
-            if used is not None and (used.broken or used.closed):
-                raise errors.DatabaseUnreachableError(
-                    f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}") from exc
+            if conn.broken or conn.closed or getattr(exc, "sqlstate", None) in _SESSION_ENDED:
+                raise self._lost(exc) from exc
             raise
+        finally:
+            self.pool.putconn(conn)
+
+    def _lost(self, exc: Exception) -> errors.DatabaseUnreachableError:
+        return errors.DatabaseUnreachableError(
+            f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}")
 
     @staticmethod
     def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -352,9 +367,7 @@ class PostgresStore(SQLStore):
             return errors.StoreError(f"PostgreSQL refused the write, a value is too large: "
                                      f"{exc}")
         if isinstance(exc, psycopg.OperationalError):
-            return errors.DatabaseUnreachableError(
-                f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}"
-            )
+            return self._lost(exc)
         return None
 
     # --- lifecycle --------------------------------------------------------------------

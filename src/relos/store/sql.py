@@ -47,6 +47,10 @@ from relos.store.combining import Combiner
 
 _NAME_RE = re.compile(r"^-- name: (\S+)\s*$", re.M)
 _PARAM_RE = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+_SELECT_RE = re.compile(r"\s*SELECT\b", re.I)
+#: What makes a SELECT more than a read (locks, notifications, sequences).
+_NOT_ONLY_READ_RE = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b|\bFOR\s+SHARE\b|pg_notify|"
+                               r"nextval|setval|pg_advisory", re.I)
 
 
 #: Enqueues of fewer rows are combined with those of other threads (bigger
@@ -65,10 +69,13 @@ class Statement:
     object's attributes and ``of_map(mapping)`` from a mapping's keys.
     """
 
-    __slots__ = ("name", "sql", "names", "of_row", "of_map")
+    __slots__ = ("name", "sql", "names", "of_row", "of_map", "reads")
 
     def __init__(self, name: str, named_sql: str, marker: str) -> None:
         self.name = name
+        #: Whether it only reads: run again on another connection when its
+        #: own was found lost (see :meth:`SQLStore._fetch`).
+        self.reads = bool(_SELECT_RE.match(named_sql)) and not _NOT_ONLY_READ_RE.search(named_sql)
         self.names: tuple[str, ...] = tuple(m.group(1) for m in _PARAM_RE.finditer(named_sql))
         self.sql = _PARAM_RE.sub(marker, named_sql)
         self.of_row: Callable[[Any], tuple[Any, ...]] = _tuple_getter(attrgetter, self.names)
@@ -179,7 +186,20 @@ class SQLStore(base.SystemStore):
 
     def _fetch(self, st: Statement, args: Sequence[Any], result: int) -> Any:
         """Run a compiled statement; what ``result`` asks for (ROWCOUNT, ONE, ALL).
-        A plain try (not :meth:`_errors`): this is every hot-path statement."""
+        A plain try (not :meth:`_errors`): this is every hot-path statement.
+
+        A read that lost its connection runs once more, on another: a pooled
+        connection the server ended (a restart, a fail-over) may pass the
+        pool's check and fail its first statement; the next one is new. A
+        write is not run again: it may have committed."""
+        try:
+            return self._execute(st.sql, args, result)
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if not (st.reads and isinstance(translated, errors.DatabaseUnreachableError)):
+                self._reraise(exc)
         try:
             return self._execute(st.sql, args, result)
         except errors.RelosError:
