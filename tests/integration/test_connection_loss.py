@@ -215,6 +215,80 @@ def test_a_transaction_whose_connection_was_lost_runs_again_not_recorded_as_fail
                             (tag,)).fetchone()[0] == 1
 
 
+@DBOS.workflow(name="lost.parent")
+def lost_parent(tag: str) -> str:
+    return "parent-" + lost_work(f"{tag}:child")
+
+
+def _unanswered(monkeypatch: pytest.MonkeyPatch, store: Any, method: str,
+                committed: bool) -> Counter[str]:
+    """The first call of ``store.method`` raises ``DatabaseUnreachableError``
+    as a lost connection does: after the real write committed
+    (``committed``), or before anything was sent."""
+    real = getattr(store, method)
+    lost: Counter[str] = Counter()
+
+    def unanswered(*args: Any, **kwargs: Any) -> Any:
+        if lost[method]:
+            return real(*args, **kwargs)
+        lost[method] += 1
+        if committed:
+            real(*args, **kwargs)
+        raise errors.DatabaseUnreachableError(f"the test lost the answer of {method}")
+
+    monkeypatch.setattr(store, method, unanswered)
+    return lost
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+def test_a_started_workflow_whose_insert_went_unanswered_runs_once(
+        launch: Any, monkeypatch: pytest.MonkeyPatch, committed: bool) -> None:
+    """The caller gets the error; the workflow, if its row was written, runs
+    in this process all the same, and not again when the caller retries."""
+    rt = _launched(launch)
+    lost = _unanswered(monkeypatch, rt.store, "insert_workflow", committed)
+    tag = uuid.uuid4().hex
+    wid = f"unanswered-{tag}"
+    with SetWorkflowID(wid), pytest.raises(errors.DatabaseUnreachableError):
+        DBOS.start_workflow(lost_work, tag)
+    assert lost["insert_workflow"] == 1
+    if committed:  # (nobody retries: it runs anyway)
+        eventually(lambda: _status(rt, wid) == SUCCESS, timeout=20)
+    else:
+        assert rt.store.get_workflow(wid) is None
+    with SetWorkflowID(wid):
+        assert DBOS.start_workflow(lost_work, tag).get_result(timeout_seconds=20) == f"done-{tag}"
+    assert runs[tag] == 1
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["committed", "not-committed"])
+def test_a_call_retried_at_once_after_its_insert_went_unanswered_runs_once(
+        launch: Any, monkeypatch: pytest.MonkeyPatch, committed: bool) -> None:
+    """The retry races the process's own start of the workflow: one runs it."""
+    rt = _launched(launch)
+    _unanswered(monkeypatch, rt.store, "insert_workflow", committed)
+    tag = uuid.uuid4().hex
+    with SetWorkflowID(f"retried-{tag}"), pytest.raises(errors.DatabaseUnreachableError):
+        lost_work(tag)
+    with SetWorkflowID(f"retried-{tag}"):  # (an ID is for the next call only)
+        assert lost_work(tag) == f"done-{tag}"
+    assert _status(rt, f"retried-{tag}") == SUCCESS
+    assert runs[tag] == 1
+
+
+def test_a_child_whose_insert_went_unanswered_runs_once_for_its_parent(
+        launch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = _launched(launch)
+    lost = _unanswered(monkeypatch, rt.store, "insert_child_workflow", committed=True)
+    tag = uuid.uuid4().hex
+    with SetWorkflowID(f"parent-{tag}"):
+        handle = DBOS.start_workflow(lost_parent, tag)
+    assert handle.get_result(timeout_seconds=20) == f"parent-done-{tag}:child"
+    assert lost["insert_child_workflow"] == 1
+    assert runs[tag + ":child"] == 1
+    assert _status(rt, f"parent-{tag}") == SUCCESS
+
+
 @DBOS.transaction(name="lost.plain_effect")
 def lost_plain_effect(tag: str) -> int:
     conn = DBOS.sql_connection

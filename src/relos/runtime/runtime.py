@@ -26,7 +26,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -171,6 +172,9 @@ class Runtime:
         #: No other process recovers them; rerun here from their recorded steps
         #: once the database takes writes again (``start_again_later``).
         self._unwritten: set[str] = set()
+        #: Workflows a direct call is creating (its insert under way): only
+        #: that call may start them here (``starting``).
+        self._starting: Counter[str] = Counter()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -300,8 +304,11 @@ class Runtime:
 
     # --- workflows running here -------------------------------------------------------
 
-    def track(self, ctx: WorkflowContext, *, hold_steps: bool = False) -> ActiveWorkflow:
-        """Register a workflow about to run here. With ``hold_steps`` its last
+    def track(self, ctx: WorkflowContext, *, hold_steps: bool = False,
+              starting: bool = False) -> ActiveWorkflow | None:
+        """Register a workflow about to run here; None if it runs here already,
+        or a direct call is creating it and this is not that call (not
+        ``starting``): it must not run twice. With ``hold_steps`` its last
         step's record waits for its next durable action or its completion
         (see ``WorkflowContext.unwritten``): for sync workflows, whose thread
         may block on that write (an async one's would block its event loop)."""
@@ -309,6 +316,9 @@ class Runtime:
             ctx.write_unwritten = self._write_unwritten
         aw = ActiveWorkflow(ctx)
         with self._active_lock:
+            if ctx.workflow_id in self._active or (
+                    not starting and self._starting[ctx.workflow_id]):
+                return None
             self._active[ctx.workflow_id] = aw
         if ctx.deadline_epoch_ms is not None:
             with self._active_lock:
@@ -341,6 +351,25 @@ class Runtime:
         if freed:
             self.notifier.notify("queues", "*")  # a slot is free: the dequeuer may claim more
 
+    @contextlib.contextmanager
+    def starting(self, workflow_id: str) -> Iterator[None]:
+        """A direct call creates the workflow in the block: nothing else starts
+        it here meanwhile (``track``). Should its insert go unanswered the
+        call raises, and the workflow, if the insert committed, is started by
+        the maintenance thread (not left PENDING under this process)."""
+        with self._active_lock:
+            self._starting[workflow_id] += 1
+        try:
+            yield
+        except errors.DatabaseUnreachableError:
+            self.start_again_later(workflow_id)
+            raise
+        finally:
+            with self._active_lock:
+                self._starting[workflow_id] -= 1
+                if not self._starting[workflow_id]:
+                    del self._starting[workflow_id]
+
     def start_again_later(self, workflow_id: str) -> None:
         """A workflow PENDING under this process is not running here (its
         outcome could not be written, it was stopped by a database error, or
@@ -355,7 +384,8 @@ class Runtime:
         from relos.runtime import workflow
 
         with self._active_lock:
-            ids = sorted(w for w in self._unwritten if w not in self._active)
+            ids = sorted(w for w in self._unwritten
+                         if w not in self._active and w not in self._starting)
         for workflow_id in ids:
             if self._stop.is_set():
                 return
@@ -363,12 +393,15 @@ class Runtime:
                 # None when it is no longer PENDING under this process (the
                 # write did commit, it was cancelled, or it went back to its
                 # queue for the queue runner to start again).
-                workflow.recover(self, workflow_id, self.instance_id)
+                start = workflow.recover(self, workflow_id, self.instance_id)
             except Exception as exc:  # the database still refuses: next tick
                 logger.warning("cannot yet start workflow %s again (stopped by the "
                                "database, or its outcome not written): %s", workflow_id, exc)
                 return
             with self._active_lock:
+                if (start is not None and start.run is None
+                        and workflow_id not in self._active):
+                    continue  # a direct call was creating it meanwhile: next tick
                 self._unwritten.discard(workflow_id)
 
     def active(self, workflow_id: str) -> ActiveWorkflow | None:

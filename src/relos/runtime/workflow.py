@@ -106,17 +106,20 @@ def begin(rt: Runtime, info: WorkflowInfo, args: tuple[Any, ...], kwargs: dict[s
         timeout_ms=int(timeout * 1000) if timeout is not None else None,
         deadline_epoch_ms=deadline, started_at=now,
     )
-    if parent is not None and function_id is not None:
-        step = StepRow(parent.workflow_id, function_id, info.name, "child", None, None, now, now,
-                       child_workflow_id=workflow_id, executor_id=rt.config.executor_id)
-        existing = rt.store.insert_child_workflow(row, step)
-    else:
-        existing = rt.store.insert_workflow(row)
-    if existing is None:
-        ctx = WorkflowContext(workflow_id, info.name, recorded=None, deadline_epoch_ms=deadline,
-                              authenticated_user=row.authenticated_user)
-        return Start(workflow_id, rt.track(ctx, hold_steps=not info.is_async), args, kwargs)
-    return _attach(rt, info, existing)
+    with rt.starting(workflow_id):
+        if parent is not None and function_id is not None:
+            step = StepRow(parent.workflow_id, function_id, info.name, "child", None, None, now,
+                           now, child_workflow_id=workflow_id, executor_id=rt.config.executor_id)
+            existing = rt.store.insert_child_workflow(row, step)
+        else:
+            existing = rt.store.insert_workflow(row)
+        if existing is None:
+            ctx = WorkflowContext(workflow_id, info.name, recorded=None,
+                                  deadline_epoch_ms=deadline,
+                                  authenticated_user=row.authenticated_user)
+            return Start(workflow_id, rt.track(ctx, hold_steps=not info.is_async, starting=True),
+                         args, kwargs)
+    return _attach(rt, info, existing)  # (outside: it may claim the row to run it here)
 
 
 def _attach(rt: Runtime, info: WorkflowInfo, row: WorkflowRow) -> Start:
