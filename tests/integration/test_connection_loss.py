@@ -10,8 +10,14 @@ goes on). These tests check that the process itself finishes every one:
   real database, then the caller gets ``DatabaseUnreachableError`` as if the
   connection had dropped before the answer came (or, for a write, the error
   comes before anything is sent);
-* on PostgreSQL, every connection of the database terminated by the server
-  (``pg_terminate_backend``), again and again, while a queue is worked through.
+* on PostgreSQL, one pooled connection ended by the server after the pool's
+  check (a transaction's BEGIN, a read, then fail on it), and every connection
+  of the database terminated (``pg_terminate_backend``), again and again,
+  while a queue is worked through.
+
+A direct start whose insert goes unanswered is covered too: its caller gets
+the error, and the workflow, if its row was written, still runs exactly once,
+whether or not the caller retries.
 """
 
 from __future__ import annotations
@@ -67,12 +73,13 @@ cut_off: set[str] = set()
 
 
 @DBOS.transaction(name="lost.effect")
-def lost_effect(tag: str) -> int:
+def lost_effect(tag: str, cut: bool) -> int:
+    """Writes a row; with ``cut``, its first attempt ends its own connection."""
     conn = DBOS.sql_connection
     conn.execute("CREATE TABLE IF NOT EXISTS lost_effects (tag TEXT NOT NULL)")
     conn.execute("INSERT INTO lost_effects (tag) VALUES (%s)", (tag,))
     _ran(f"{tag}:effect")
-    if tag not in cut_off:
+    if cut and tag not in cut_off:
         cut_off.add(tag)
         conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # (the server ends it)
     return 7
@@ -80,7 +87,12 @@ def lost_effect(tag: str) -> int:
 
 @DBOS.workflow(name="lost.with_effect")
 def lost_with_effect(tag: str) -> int:
-    return lost_effect(tag) + lost_step(tag, 1)
+    return lost_effect(tag, True) + lost_step(tag, 1)
+
+
+@DBOS.workflow(name="lost.with_plain_effect")
+def lost_with_plain_effect(tag: str) -> int:
+    return lost_effect(tag, False) + lost_step(tag, 1)
 
 
 def _launched(launch: Callable[..., Any], **config: Any) -> Any:
@@ -287,20 +299,6 @@ def test_a_child_whose_insert_went_unanswered_runs_once_for_its_parent(
     assert lost["insert_child_workflow"] == 1
     assert runs[tag + ":child"] == 1
     assert _status(rt, f"parent-{tag}") == SUCCESS
-
-
-@DBOS.transaction(name="lost.plain_effect")
-def lost_plain_effect(tag: str) -> int:
-    conn = DBOS.sql_connection
-    conn.execute("CREATE TABLE IF NOT EXISTS lost_effects (tag TEXT NOT NULL)")
-    conn.execute("INSERT INTO lost_effects (tag) VALUES (%s)", (tag,))
-    _ran(f"{tag}:effect")
-    return 7
-
-
-@DBOS.workflow(name="lost.with_plain_effect")
-def lost_with_plain_effect(tag: str) -> int:
-    return lost_plain_effect(tag) + lost_step(tag, 1)
 
 
 def _called_from(function: str, depth: int = 4) -> bool:
