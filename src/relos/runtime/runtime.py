@@ -317,7 +317,7 @@ class Runtime:
         aw = ActiveWorkflow(ctx)
         with self._active_lock:
             if ctx.workflow_id in self._active or (
-                    not starting and self._starting[ctx.workflow_id]):
+                    not starting and ctx.workflow_id in self._starting):
                 return None
             self._active[ctx.workflow_id] = aw
         if ctx.deadline_epoch_ms is not None:
