@@ -14,6 +14,7 @@ executor_id                    RELOS_EXECUTOR_ID                      "local"
 application_version            RELOS_APPLICATION_VERSION              hash of code
 log_level                      RELOS_LOG_LEVEL                        "INFO"
 sqlite_synchronous             RELOS_SQLITE_SYNCHRONOUS               "FULL"
+sqlite_busy_timeout_seconds    RELOS_SQLITE_BUSY_TIMEOUT_SECONDS      30
 system_database_schema         RELOS_SYSTEM_DATABASE_SCHEMA           "relos"
 serializer                     RELOS_SERIALIZER                       "json"
 max_workflow_threads           RELOS_MAX_WORKFLOW_THREADS             64
@@ -47,6 +48,10 @@ class Config:
     application_version: str | None = None
     log_level: str = "INFO"
     sqlite_synchronous: str = "FULL"
+    #: How long a write waits for the SQLite file's write lock, held by another
+    #: process or connection, before it gives up with DatabaseUnreachableError
+    #: (a workflow so stopped runs again once the lock is free).
+    sqlite_busy_timeout_seconds: float = 30.0
     system_database_schema: str = "relos"
     serializer: str = "json"
     max_workflow_threads: int = 64
@@ -78,7 +83,7 @@ class Config:
 
 _NUMERIC = {"max_workflow_threads": int, "database_pool_size": int,
             "executor_lease_seconds": float, "recovery_interval_seconds": float,
-            "poll_interval_seconds": float}
+            "poll_interval_seconds": float, "sqlite_busy_timeout_seconds": float}
 
 
 def env_var(key: str) -> str:

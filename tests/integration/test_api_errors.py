@@ -180,6 +180,8 @@ def test_unknown_config_key(stopped: Any) -> None:
         DBOS(config={"system_databse_url": "sqlite:///x.sqlite"})
     with pytest.raises(ConfigError, match="executor_lease_seconds"):
         DBOS(config={"executor_lease_seconds": "soon"})
+    with pytest.raises(ConfigError, match="sqlite_busy_timeout_seconds must be positive"):
+        DBOS(config={"sqlite_busy_timeout_seconds": -1})
 
 
 @pytest.mark.parametrize("url", [

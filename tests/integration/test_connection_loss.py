@@ -301,6 +301,68 @@ def test_a_child_whose_insert_went_unanswered_runs_once_for_its_parent(
     assert _status(rt, f"parent-{tag}") == SUCCESS
 
 
+#: The test holding SQLite's write lock: asked to take it, and has it.
+take_the_lock, lock_taken = threading.Event(), threading.Event()
+
+
+@DBOS.step(name="lost.lock_step")
+def lock_step(tag: str) -> int:
+    _ran(f"{tag}:lock")
+    if not lock_taken.is_set():  # (its first run: the records after it will wait)
+        take_the_lock.set()
+        lock_taken.wait(10)
+    return 1
+
+
+@DBOS.transaction(name="lost.locked_tx")
+def locked_tx(tag: str) -> int:
+    DBOS.sql_connection.execute("SELECT 1")
+    _ran(f"{tag}:tx")
+    return 2
+
+
+@DBOS.workflow(name="lost.locked")
+def locked_work(tag: str) -> int:
+    return lost_step(tag, 0) + lock_step(tag) + locked_tx(tag)
+
+
+def test_a_workflow_stopped_by_sqlites_lock_held_past_the_busy_timeout_runs_again(
+        launch: Any, db_url: str, backend: str) -> None:
+    """Another connection holds the SQLite file's write lock longer than
+    ``sqlite_busy_timeout_seconds`` while a workflow runs: its writes give up
+    (``DatabaseUnreachableError``, not a failure of the workflow) and it runs
+    again once the lock is free."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's file lock")
+    import sqlite3
+
+    from relos.store import parse_url
+
+    rt = _launched(launch, sqlite_busy_timeout_seconds=0.5)
+    take_the_lock.clear()
+    lock_taken.clear()
+    tag = uuid.uuid4().hex
+    handle = DBOS.start_workflow(locked_work, tag)
+    assert take_the_lock.wait(10)
+    holder = sqlite3.connect(parse_url(db_url)[1], isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        lock_taken.set()
+        # Past one busy timeout, not two: the first write to give up did so
+        # with the lock still held, the next to try (before this change, the
+        # record of the workflow's failure) goes through.
+        time.sleep(0.8)
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert handle.get_result(timeout_seconds=20) == 3
+    assert _status(rt, handle.workflow_id) == SUCCESS
+    # Stopped when the record of the step that waited could not be written
+    # (that step ran again, the first was replayed); on a slow machine that
+    # write may have started late enough to wait the lock out (one run).
+    assert runs[f"{tag}:0"] == 1 and runs[f"{tag}:lock"] in (1, 2) and runs[f"{tag}:tx"] == 1
+
+
 def _called_from(function: str, depth: int = 4) -> bool:
     """Whether ``function`` is among the callers of the caller, ``depth`` up."""
     frame = sys._getframe(2)

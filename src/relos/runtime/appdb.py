@@ -27,6 +27,7 @@ _TABLE = """CREATE TABLE IF NOT EXISTS {p}transaction_outputs (
 def open_app_store(config: Config) -> SQLStore:
     store = open_store(
         config.application_database_url, sqlite_synchronous=config.sqlite_synchronous,
+        sqlite_busy_timeout=config.sqlite_busy_timeout_seconds,
         schema=config.system_database_schema, pool_size=config.database_pool_size,
     )
     assert isinstance(store, SQLStore)

@@ -150,6 +150,7 @@ class Runtime:
         self.pid = os.getpid()
         self.store: SystemStore = open_store(
             config.system_database_url, sqlite_synchronous=config.sqlite_synchronous,
+            sqlite_busy_timeout=config.sqlite_busy_timeout_seconds,
             schema=config.system_database_schema, pool_size=config.database_pool_size,
         )
         self.app_store: SQLStore | None = None

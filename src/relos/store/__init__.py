@@ -58,7 +58,7 @@ def redact(url: str) -> str:
 
 def open_store(
     url: str | None, *, sqlite_synchronous: str = "FULL", schema: str = "relos",
-    pool_size: int = 16, create_database: bool = True,
+    pool_size: int = 16, create_database: bool = True, sqlite_busy_timeout: float = 30.0,
 ) -> SystemStore:
     """Open (not migrate) the store a URL names. A missing PostgreSQL database
     is created unless ``create_database`` is False (then it is an error)."""
@@ -66,7 +66,8 @@ def open_store(
     if backend == "sqlite":
         from relos.store.sqlite import SQLiteStore
 
-        return SQLiteStore(location, synchronous=sqlite_synchronous)
+        return SQLiteStore(location, synchronous=sqlite_synchronous,
+                           busy_timeout_ms=int(sqlite_busy_timeout * 1000))
     from relos.store.postgres import PostgresStore
 
     return PostgresStore(location, schema=schema, pool_size=pool_size,

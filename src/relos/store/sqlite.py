@@ -26,6 +26,11 @@ from relos.store.sql import ONE, ROWCOUNT, SQLStore
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
+#: SQLite's result codes for a lock held by another connection (SQLITE_BUSY,
+#: SQLITE_LOCKED; extended codes keep them in their low byte).
+_BUSY = frozenset({5, 6})
+
+
 class SQLiteStore(SQLStore):
     backend = "sqlite"
     paramstyle = "named"
@@ -115,6 +120,21 @@ class SQLiteStore(SQLStore):
             raise
         conn.execute("COMMIT")
 
+    @contextmanager
+    def transaction(self, isolation_level: str | None) -> Iterator[sqlite3.Connection]:
+        """As SQLStore's; the write lock held by another connection past the
+        busy timeout (at BEGIN, or anywhere in it) is
+        ``DatabaseUnreachableError``: not the outcome of the code that ran in
+        it, which is rolled back and runs again later."""
+        try:
+            with self._tx(isolation_level) as conn:
+                yield conn
+        except sqlite3.OperationalError as exc:
+            translated = self._translate(exc)
+            if isinstance(translated, errors.DatabaseUnreachableError):
+                raise translated from exc
+            raise
+
     def _begin_immediate(self, conn: sqlite3.Connection) -> None:
         # busy_timeout covers most lock waits, but BEGIN IMMEDIATE can still
         # report "locked" under heavy contention; keep trying until the timeout.
@@ -132,6 +152,12 @@ class SQLiteStore(SQLStore):
         if isinstance(exc, sqlite3.IntegrityError):
             return errors.StoreError(f"the database refused the write: {exc}")
         if isinstance(exc, sqlite3.OperationalError):
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+                # Not the write's fault: the lock was held past the busy
+                # timeout. Like a lost connection, it may go through later.
+                return errors.DatabaseUnreachableError(
+                    f"SQLite file {self.path!r} stayed locked by another connection for "
+                    f"{self.busy_timeout_ms / 1000:g} s (sqlite_busy_timeout_seconds): {exc}")
             return errors.StoreError(f"SQLite error on {self.path!r}: {exc}")
         return None
 
