@@ -36,7 +36,7 @@ from dbhelpers import cut_connections, eventually
 from relos import DBOS, PENDING, SUCCESS, Queue, SetWorkflowID, errors
 from relos.serialization import get_serializer
 from relos.store import open_store
-from relos.store.base import ExecutorRow, WorkflowRow
+from relos.store.base import ExecutorRow, ListFilter, WorkflowRow
 
 runs: Counter[str] = Counter()
 _runs_lock = threading.Lock()
@@ -363,7 +363,7 @@ def test_a_workflow_stopped_by_sqlites_lock_held_past_the_busy_timeout_runs_agai
     assert runs[f"{tag}:0"] == 1 and runs[f"{tag}:lock"] in (1, 2) and runs[f"{tag}:tx"] == 1
 
 
-def _called_from(function: str, depth: int = 4) -> bool:
+def _called_from(function: str, depth: int = 8) -> bool:
     """Whether ``function`` is among the callers of the caller, ``depth`` up."""
     frame = sys._getframe(2)
     for _ in range(depth):
@@ -424,18 +424,23 @@ def test_a_transaction_whose_connection_the_server_ended_before_begin_runs_again
                             (tag,)).fetchone()[0] == 1
 
 
+@pytest.mark.parametrize("read", ["get_workflow", "list_workflows"])
 def test_a_read_whose_pooled_connection_the_server_ended_runs_again_on_another(
-        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch,
+        read: str) -> None:
+    """A named statement (``get_workflow``) or a composed one (``list_workflows``)."""
     if backend != "postgres":
         pytest.skip("terminates a PostgreSQL server process")
     rt = _launched(launch)
     handle = DBOS.start_workflow(lost_work, uuid.uuid4().hex)
     assert handle.get_result(timeout_seconds=20).startswith("done-")
-    ended = _end_the_next_connection(monkeypatch, rt.store, db_url, "get_workflow",
-                                     this_thread=True)
-    row = rt.store.get_workflow(handle.workflow_id)
+    ended = _end_the_next_connection(monkeypatch, rt.store, db_url, read, this_thread=True)
+    if read == "get_workflow":
+        rows = [rt.store.get_workflow(handle.workflow_id)]
+    else:
+        rows = rt.store.list_workflows(ListFilter(workflow_ids=[handle.workflow_id]))
     assert ended, "the read's connection was ended"
-    assert row is not None and row.status == SUCCESS
+    assert [r.status for r in rows if r is not None] == [SUCCESS]
 
 
 def test_a_queue_finishes_while_postgres_drops_every_connection(

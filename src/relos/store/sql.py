@@ -23,6 +23,7 @@ parameters.
 from __future__ import annotations
 
 import abc
+import functools
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -53,6 +54,13 @@ _NOT_ONLY_READ_RE = re.compile(r"\bFOR\s+(NO\s+KEY\s+)?UPDATE\b|\bFOR\s+SHARE\b|
                                r"nextval|setval|pg_advisory", re.I)
 
 
+@functools.lru_cache(maxsize=512)
+def only_reads(sql: str) -> bool:
+    """Whether a statement only reads (a plain SELECT: no lock, notification
+    or sequence), so may run again after its connection was lost."""
+    return bool(_SELECT_RE.match(sql)) and not _NOT_ONLY_READ_RE.search(sql)
+
+
 #: Enqueues of fewer rows are combined with those of other threads (bigger
 #: batches are efficient alone, and PostgreSQL sends them by COPY).
 COMBINED_BELOW = 16
@@ -75,7 +83,7 @@ class Statement:
         self.name = name
         #: Whether it only reads: run again on another connection when its
         #: own was found lost (see :meth:`SQLStore._fetch`).
-        self.reads = bool(_SELECT_RE.match(named_sql)) and not _NOT_ONLY_READ_RE.search(named_sql)
+        self.reads = only_reads(named_sql)
         self.names: tuple[str, ...] = tuple(m.group(1) for m in _PARAM_RE.finditer(named_sql))
         self.sql = _PARAM_RE.sub(marker, named_sql)
         self.of_row: Callable[[Any], tuple[Any, ...]] = _tuple_getter(attrgetter, self.names)
@@ -232,12 +240,26 @@ class SQLStore(base.SystemStore):
             return int(conn.execute(sql, params).rowcount)
 
     def _one(self, sql: str, params: dict[str, Any]) -> Any:
-        with self._errors(), self._conn() as conn:
-            return conn.execute(sql, params).fetchone()
+        return self._on_conn(sql, lambda conn: conn.execute(sql, params).fetchone())
 
     def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        rows: list[Any] = self._on_conn(sql, lambda conn: list(conn.execute(sql, params).fetchall()))
+        return rows
+
+    def _on_conn(self, sql: str, work: Callable[[Any], Any]) -> Any:
+        """``work(conn)`` on a connection; as in :meth:`_fetch`, a read that
+        lost its connection runs once more, on another."""
+        try:
+            with self._conn() as conn:
+                return work(conn)
+        except errors.RelosError:
+            raise
+        except Exception as exc:
+            translated = self._translate(exc)
+            if not (only_reads(sql) and isinstance(translated, errors.DatabaseUnreachableError)):
+                self._reraise(exc)
         with self._errors(), self._conn() as conn:
-            return list(conn.execute(sql, params).fetchall())
+            return work(conn)
 
     # --- executors -------------------------------------------------------------------
 
