@@ -579,7 +579,7 @@ class QueueRunner:
             try:
                 rt.store.requeue(row.workflow_id, rt.instance_id, clock.now_ms())
             except errors.RelosError:  # (the database refuses that too: later)
-                rt.start_again_later(row.workflow_id)
+                rt.start_again_later(row.workflow_id, exc)
             return None
         finally:
             with self._ready_lock:  # tracked by now (or not to run): counted by the runtime

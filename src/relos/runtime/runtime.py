@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from relos import errors, queues
 from relos.config import Config
 from relos.runtime import clock, liveness, registry
+from relos.runtime.again import StartAgain
 from relos.runtime.clock import now_ms
 from relos.runtime.commits import GroupCommitter
 from relos.runtime.context import WorkflowContext
@@ -54,6 +55,9 @@ T = TypeVar("T")
 COMMIT_BACKLOG = 2000
 #: A take-over claims a dead executor's workflows this many per statement.
 RECOVERY_BATCH = 500
+#: Seconds before the maintenance thread tries again to start a workflow it
+#: could not start again (the database refused the start too).
+RERUN_RETRY_SECONDS = 1.0
 
 
 #: Guards the outcome and lazy future of every ActiveWorkflow (held only for a
@@ -172,7 +176,7 @@ class Runtime:
         #: or refused the write), or they were claimed and could not be started.
         #: No other process recovers them; rerun here from their recorded steps
         #: once the database takes writes again (``start_again_later``).
-        self._unwritten: set[str] = set()
+        self._again = StartAgain()
         #: Workflows a direct call is creating (its insert under way): only
         #: that call may start them here (``starting``).
         self._starting: Counter[str] = Counter()
@@ -362,8 +366,8 @@ class Runtime:
             self._starting[workflow_id] += 1
         try:
             yield
-        except errors.DatabaseUnreachableError:
-            self.start_again_later(workflow_id)
+        except errors.DatabaseUnreachableError as exc:
+            self.start_again_later(workflow_id, exc)
             raise
         finally:
             with self._active_lock:
@@ -371,39 +375,46 @@ class Runtime:
                 if not self._starting[workflow_id]:
                     del self._starting[workflow_id]
 
-    def start_again_later(self, workflow_id: str) -> None:
+    def start_again_later(self, workflow_id: str, cause: BaseException | None) -> None:
         """A workflow PENDING under this process is not running here (its
         outcome could not be written, it was stopped by a database error, or
         it was claimed and could not be started), or may be (a claim of it
         went unanswered): the maintenance thread starts it again if it is
-        PENDING under this process, until it can."""
-        with self._active_lock:
-            self._unwritten.add(workflow_id)
+        PENDING under this process, until it can. ``cause``, the error that
+        stopped it, tells whether the start counts as a recovery attempt
+        (see ``again.py``)."""
+        delay = self._again.add(workflow_id, cause)
+        if delay:
+            logger.warning("workflow %s stopped again soon after it was started again (%s); "
+                           "starting it again in %.1f s", workflow_id, cause, delay)
         self._wake.set()
 
     def _rerun_unwritten(self) -> None:
         from relos.runtime import workflow
 
         with self._active_lock:
-            ids = sorted(w for w in self._unwritten
-                         if w not in self._active and w not in self._starting)
-        for workflow_id in ids:
+            busy = set(self._active) | set(self._starting)
+        due = self._again.due(busy)
+        for i, (workflow_id, counted) in enumerate(due):
             if self._stop.is_set():
                 return
             try:
                 # None when it is no longer PENDING under this process (the
                 # write did commit, it was cancelled, or it went back to its
                 # queue for the queue runner to start again).
-                start = workflow.recover(self, workflow_id, self.instance_id)
+                start = workflow.recover(self, workflow_id, self.instance_id, counted=counted)
             except Exception as exc:  # the database still refuses: next tick
                 logger.warning("cannot yet start workflow %s again (stopped by the "
                                "database, or its outcome not written): %s", workflow_id, exc)
+                self._again.postpone([w for w, _ in due[i:]], RERUN_RETRY_SECONDS)
                 return
             with self._active_lock:
                 if (start is not None and start.run is None
                         and workflow_id not in self._active):
-                    continue  # a direct call was creating it meanwhile: next tick
-                self._unwritten.discard(workflow_id)
+                    # A direct call was creating it meanwhile: next tick.
+                    self._again.postpone([workflow_id], RERUN_RETRY_SECONDS)
+                    continue
+            self._again.started(workflow_id)
 
     def active(self, workflow_id: str) -> ActiveWorkflow | None:
         with self._active_lock:
@@ -551,7 +562,7 @@ class Runtime:
             now = time.monotonic()
             try:
                 self._notice_external_cancels()
-                if self._unwritten:
+                if self._again:
                     self._rerun_unwritten()
                 if now - last_recovery >= self.config.recovery_interval_seconds:
                     last_recovery = now
@@ -568,6 +579,9 @@ class Runtime:
         tick = min(1.0, self.config.recovery_interval_seconds)
         if first is not None:
             tick = min(tick, max(0.0, (first - now_ms()) / 1000))
+        again = self._again.seconds_to_next()
+        if again is not None:
+            tick = min(tick, again)
         return tick
 
     def _fire_deadlines(self) -> None:

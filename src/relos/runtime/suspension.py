@@ -115,7 +115,7 @@ def write(rt: Runtime, aw: ActiveWorkflow, signal: Suspend) -> None:
         row = None if written is not None else rt.store.get_workflow(ctx.workflow_id)
     except errors.RelosError as exc:
         if isinstance(exc, errors.DatabaseUnreachableError):
-            rt.start_again_later(ctx.workflow_id)  # (not suspended: still PENDING here)
+            rt.start_again_later(ctx.workflow_id, exc)  # (not suspended: still PENDING here)
         aw.set_exception(exc)
         return
     if written is None:
@@ -226,7 +226,7 @@ class Waker:
         except errors.RelosError as exc:
             logger.error("cannot resume suspended workflow %s: %s", row.workflow_id, exc)
             if isinstance(exc, errors.DatabaseUnreachableError):
-                rt.start_again_later(row.workflow_id)  # (claimed here: not left stranded)
+                rt.start_again_later(row.workflow_id, exc)  # (claimed here: not left stranded)
             return
         finally:
             with self._lock:

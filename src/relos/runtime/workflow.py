@@ -137,17 +137,20 @@ def _attach(rt: Runtime, info: WorkflowInfo, row: WorkflowRow) -> Start:
         return Start(row.workflow_id, None)
     if row.owner is not None and rt.owner_alive(row.owner):
         return Start(row.workflow_id, None)
-    return _claim(rt, row) or Start(row.workflow_id, None)
+    return _claim(rt, row, True) or Start(row.workflow_id, None)
 
 
 _ANY_OWNER = object()
 
 
-def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) -> Start | None:
+def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER, *,
+            counted: bool = True) -> Start | None:
     """Claim a PENDING workflow whose owner is gone and start it on the workflow
     threads. ``expected_owner`` is the owner the caller found dead: if the row
     has another owner by now (someone else claimed it), leave it alone. Returns
-    None when another process got it first."""
+    None when another process got it first. Not ``counted``: this start (or,
+    for a queued workflow, its next dequeue) does not add to its recovery
+    attempts (its last run was stopped by the database: ``again.py``)."""
     row = rt.store.get_workflow(workflow_id)
     if row is None or row.status != PENDING:
         return None
@@ -158,10 +161,10 @@ def recover(rt: Runtime, workflow_id: str, expected_owner: object = _ANY_OWNER) 
     registry.get_workflow(row.name)  # unknown function: raise before claiming
     if row.queue_name is not None:
         # A queued workflow goes back to its queue, so the queue's limits hold.
-        if rt.store.requeue(row.workflow_id, row.owner, clock.now_ms()):
+        if rt.store.requeue(row.workflow_id, row.owner, clock.now_ms(), counted=counted):
             rt.notifier.notify("queues", row.queue_name)
         return None
-    start = _claim(rt, row)
+    start = _claim(rt, row, counted)
     if start is not None and start.run is not None:
         dispatch(rt, registry.get_workflow(row.name), start)
     return start
@@ -182,24 +185,24 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
         claimed = rt.store.claim_workflows(workflow_ids, expected_owner, rt.instance_id,
                                            rt.config.executor_id, now,
                                            sorted(registry.workflows()))
-    except errors.DatabaseUnreachableError:
-        _perhaps_claimed(rt, workflow_ids)
+    except errors.DatabaseUnreachableError as exc:
+        _perhaps_claimed(rt, workflow_ids, exc)
         raise
     started: list[str] = []
     if claimed:
         try:
             steps = rt.store.load_steps_many([row.workflow_id for row in claimed])
-        except Exception:
+        except Exception as exc:
             for row in claimed:  # (claimed by this process: started again by it, later)
-                rt.start_again_later(row.workflow_id)
+                rt.start_again_later(row.workflow_id, exc)
             raise
         for row in claimed:
             try:
                 start = adopt(rt, row, load_steps=False, recorded=steps.get(row.workflow_id, {}))
-            except Exception:
+            except Exception as exc:
                 logger.exception("cannot start recovered workflow %s: trying again later",
                                  row.workflow_id)
-                rt.start_again_later(row.workflow_id)
+                rt.start_again_later(row.workflow_id, exc)
                 continue
             if start is None:
                 continue  # (dead-lettered, or cancelled past its deadline)
@@ -214,30 +217,31 @@ def recover_many(rt: Runtime, workflow_ids: list[str], expected_owner: str | Non
     return started, [w for w in rest if w not in done]
 
 
-def _claim(rt: Runtime, row: WorkflowRow) -> Start | None:
+def _claim(rt: Runtime, row: WorkflowRow, counted: bool) -> Start | None:
     try:
         claimed = rt.store.claim_workflow(
             row.workflow_id, row.owner, rt.instance_id, rt.config.executor_id,
-            clock.stamp_ms(clock.OTHER_CLAIMS))
-    except errors.DatabaseUnreachableError:
-        _perhaps_claimed(rt, [row.workflow_id])
+            clock.stamp_ms(clock.OTHER_CLAIMS), counted=counted)
+    except errors.DatabaseUnreachableError as exc:
+        _perhaps_claimed(rt, [row.workflow_id], exc)
         raise
     if claimed is None:
         return None
     try:
         return adopt(rt, claimed, load_steps=True)
-    except Exception:
-        rt.start_again_later(row.workflow_id)  # (claimed by this process: not left stranded)
+    except Exception as exc:
+        rt.start_again_later(row.workflow_id, exc)  # (claimed by this process: not stranded)
         raise
 
 
-def _perhaps_claimed(rt: Runtime, workflow_ids: list[str]) -> None:
+def _perhaps_claimed(rt: Runtime, workflow_ids: list[str],
+                     exc: errors.DatabaseUnreachableError) -> None:
     """A claim of these workflows went unanswered (the connection lost): if
     it committed they are PENDING under this process and run nowhere. The
     maintenance thread looks at each once the database answers and starts
     those that are this process's (``Runtime.start_again_later``)."""
     for workflow_id in workflow_ids:
-        rt.start_again_later(workflow_id)
+        rt.start_again_later(workflow_id, exc)
 
 
 def adopt(rt: Runtime, claimed: WorkflowRow, *, load_steps: bool,
@@ -370,7 +374,7 @@ def _fail(rt: Runtime, aw: ActiveWorkflow, exc: BaseException, wait: bool, lead:
             # Stopped by the database, not by its code: still PENDING under
             # this process, it runs again (replayed from its recorded steps)
             # once the database answers.
-            rt.start_again_later(ctx.workflow_id)
+            rt.start_again_later(ctx.workflow_id, exc)
         aw.set_exception(exc)
         return False
     if ctx.deadline_epoch_ms is not None and clock.now_ms() >= ctx.deadline_epoch_ms:
@@ -413,7 +417,7 @@ def _complete(rt: Runtime, aw: ActiveWorkflow, completion: Completion,
         settle(error)
         rt.untrack(workflow_id)
         if error is not None and not isinstance(error, _NOT_UNWRITTEN):
-            rt.start_again_later(workflow_id)
+            rt.start_again_later(workflow_id, error)
 
     write = Write(steps, completion, done)
     if not wait:

@@ -405,12 +405,12 @@ class SystemStore(abc.ABC):
     @abc.abstractmethod
     def claim_workflow(
         self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,
-        now: int,
+        now: int, *, counted: bool = True,
     ) -> WorkflowRow | None:
         """Compare-and-swap the owner of a PENDING workflow that is not
         suspended from ``expected_owner`` to ``new_owner`` and add one to its
-        recovery attempts (a suspended workflow is claimed only by
-        :meth:`claim_due_workflows`, when due).
+        recovery attempts unless not ``counted`` (a suspended workflow is
+        claimed only by :meth:`claim_due_workflows`, when due).
         Of concurrent claims on the same (workflow, expected owner) exactly one
         succeeds. Returns the updated row, or None when the claim lost."""
 
@@ -616,13 +616,15 @@ class SystemStore(abc.ABC):
 
     @abc.abstractmethod
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
-                started: bool = True) -> bool:
+                started: bool = True, counted: bool = True) -> bool:
         """Compare-and-swap a PENDING queued workflow whose owner is
         ``expected_owner`` back to ENQUEUED with no owner, so it is dequeued
         again under the queue's limits. Returns whether it changed. With
         ``started=False`` (claimed, then given back before it ran) the claim's
         recovery attempt is taken back; otherwise the attempts stay at 1 or
-        more, so the next dequeue loads what the workflow recorded."""
+        more, so the next dequeue loads what the workflow recorded, and
+        without ``counted`` (its run was stopped by the database) the claim's
+        attempt is taken back within that bound."""
 
     @abc.abstractmethod
     def requeue_many(self, workflow_ids: list[str], expected_owner: str | None, now: int

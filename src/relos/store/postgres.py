@@ -158,6 +158,16 @@ def _most_recent_first(pool: Any) -> Any:
 #: state the connection object reports, the session is gone.
 _SESSION_ENDED = frozenset({"57P01", "57P02", "57P03"})
 
+
+def _cannot_write(exc: BaseException) -> bool:
+    """Whether the server refused for want of resources (SQLSTATE class 53: a
+    full disk, out of memory, too many connections), a system error (class
+    58: an I/O error) or because it is read-only (25006: a standby, or
+    ``default_transaction_read_only``): not the write's fault, and it may go
+    through later."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state[:2] in ("53", "58") or state == "25006"
+
 #: The server's clock in epoch milliseconds (the time now, not the
 #: transaction's start).
 _CLOCK_SQL = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -334,6 +344,8 @@ class PostgresStore(SQLStore):
         except Exception as exc:
             if conn.broken or conn.closed or getattr(exc, "sqlstate", None) in _SESSION_ENDED:
                 raise self._lost(exc) from exc
+            if _cannot_write(exc):
+                raise self._refused(exc) from exc
             raise
         finally:
             self.pool.putconn(conn)
@@ -341,6 +353,12 @@ class PostgresStore(SQLStore):
     def _lost(self, exc: Exception) -> errors.DatabaseUnreachableError:
         return errors.DatabaseUnreachableError(
             f"lost the connection to PostgreSQL at {redact(self.url)}: {exc}")
+
+    def _refused(self, exc: Exception) -> errors.DatabaseUnreachableError:
+        return errors.DatabaseUnreachableError(
+            f"PostgreSQL at {redact(self.url)} cannot take writes now "
+            f"(SQLSTATE {getattr(exc, 'sqlstate', '?')}: {exc}); free disk space or memory, or "
+            f"point relos at the primary: the work waiting on it goes on once it can")
 
     @staticmethod
     def _rows(conn: Any, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -361,6 +379,8 @@ class PostgresStore(SQLStore):
             return errors.StoreError(f"the database refused the write: {exc}")
         if isinstance(exc, psycopg.DataError):  # e.g. a NUL character in a text
             return errors.StoreError(f"PostgreSQL refused a value of the write: {exc}")
+        if _cannot_write(exc):
+            return self._refused(exc)
         if isinstance(exc, psycopg.errors.ProgramLimitExceeded):  # (an OperationalError)
             # A value too large for the server (an index entry, a notification):
             # the connection is fine, the write is refused.

@@ -23,7 +23,7 @@ WHERE workflow_id = :workflow_id AND status = 'PENDING'
 -- name: claim_workflow
 UPDATE {p}workflow_status
 SET owner = :new_owner, executor_id = :executor_id,
-    recovery_attempts = recovery_attempts + 1, updated_at = :now
+    recovery_attempts = recovery_attempts + :attempt, updated_at = :now
 WHERE workflow_id = :workflow_id AND status = 'PENDING' AND wake_at_epoch_ms IS NULL
   AND COALESCE(owner, '') = COALESCE(CAST(:expected_owner AS TEXT), '')
 RETURNING {workflow_columns}

@@ -476,13 +476,13 @@ def find_claimed(store: SQLStore, owner: str, executor_id: str, stamp: int,
 
 
 def requeue(store: SQLStore, workflow_id: str, expected_owner: str | None, now: int,
-            started: bool = True) -> bool:
+            started: bool = True, counted: bool = True) -> bool:
     ph = store._ph
     params = {"workflow_id": workflow_id, "expected_owner": expected_owner, "now": now}
     where = (f"workflow_id = {ph('workflow_id')} AND status = 'PENDING' "
              f"AND queue_name IS NOT NULL "
              f"AND COALESCE(owner, '') = COALESCE(CAST({ph('expected_owner')} AS TEXT), '')")
-    return store._run(_requeue_sql(store, started, where), params) == 1
+    return store._run(_requeue_sql(store, started, where, counted), params) == 1
 
 
 def requeue_many(store: SQLStore, workflow_ids: list[str], expected_owner: str | None,
@@ -496,7 +496,7 @@ def requeue_many(store: SQLStore, workflow_ids: list[str], expected_owner: str |
     return [(r[0], r[1]) for r in store._all(sql + " RETURNING workflow_id, queue_name", params)]
 
 
-def _requeue_sql(store: SQLStore, started: bool, where: str) -> str:
+def _requeue_sql(store: SQLStore, started: bool, where: str, counted: bool = True) -> str:
     """The UPDATE of :func:`requeue` for the rows ``where`` picks."""
     # A requeued workflow may have recorded steps (it ran, or was resumed after
     # running), and the runtime loads the steps of a dequeued workflow only when
@@ -505,8 +505,14 @@ def _requeue_sql(store: SQLStore, started: bool, where: str) -> str:
     # resets them to 0 before a resumed queued workflow comes back this way.
     # One given back before it started takes its claim's attempt back instead,
     # and the application version its claim gave it (migration 13): any
-    # executor of the latest version may take it, as before the claim.
-    if started:
+    # executor of the latest version may take it, as before the claim. One
+    # stopped by the database (not ``counted``) takes its claim's attempt back
+    # too, keeping 1 or more: an outage does not bring a workflow nearer to
+    # being dead-lettered.
+    if started and not counted:
+        undo = ("recovery_attempts = CASE WHEN recovery_attempts > 1 THEN recovery_attempts - 1 "
+                "ELSE 1 END")
+    elif started:
         undo = "recovery_attempts = CASE WHEN recovery_attempts < 1 THEN 1 ELSE recovery_attempts END"
     else:
         undo = ("recovery_attempts = CASE WHEN recovery_attempts > 0 THEN recovery_attempts - 1 "

@@ -396,10 +396,11 @@ class SQLStore(base.SystemStore):
 
     def claim_workflow(
         self, workflow_id: str, expected_owner: str | None, new_owner: str, executor_id: str,
-        now: int,
+        now: int, *, counted: bool = True,
     ) -> WorkflowRow | None:
         params = {"workflow_id": workflow_id, "expected_owner": expected_owner,
-                  "new_owner": new_owner, "executor_id": executor_id, "now": now}
+                  "new_owner": new_owner, "executor_id": executor_id, "now": now,
+                  "attempt": int(counted)}
         with self._errors(), self._tx() as conn:
             r = conn.execute(self.q["claim_workflow"], params).fetchone()
         return None if r is None else WorkflowRow(*r)
@@ -672,8 +673,8 @@ class SQLStore(base.SystemStore):
         return queue_sql.find_claimed(self, owner, executor_id, stamp, queue_name)
 
     def requeue(self, workflow_id: str, expected_owner: str | None, now: int, *,
-                started: bool = True) -> bool:
-        return queue_sql.requeue(self, workflow_id, expected_owner, now, started)
+                started: bool = True, counted: bool = True) -> bool:
+        return queue_sql.requeue(self, workflow_id, expected_owner, now, started, counted)
 
     def requeue_many(self, workflow_ids: list[str], expected_owner: str | None, now: int
                      ) -> list[tuple[str, str]]:

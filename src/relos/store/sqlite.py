@@ -29,6 +29,12 @@ SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: SQLite's result codes for a lock held by another connection (SQLITE_BUSY,
 #: SQLITE_LOCKED; extended codes keep them in their low byte).
 _BUSY = frozenset({5, 6})
+#: Result codes of a file or host that cannot take the write now: SQLITE_NOMEM,
+#: SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL (the disk, or the file's
+#: max_page_count), SQLITE_CANTOPEN. Not the write's fault either: the
+#: workflow that made it runs again later rather than recording a failure
+#: (which the same file would refuse too).
+_CANNOT_WRITE = frozenset({7, 8, 10, 13, 14})
 
 
 class SQLiteStore(SQLStore):
@@ -116,9 +122,17 @@ class SQLiteStore(SQLStore):
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            # (SQLite may have rolled it back already: after SQLITE_FULL,
+            # SQLITE_IOERR or SQLITE_NOMEM; a ROLLBACK would hide that error)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # (a failed COMMIT leaves it open)
+                conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def transaction(self, isolation_level: str | None) -> Iterator[sqlite3.Connection]:
@@ -152,12 +166,18 @@ class SQLiteStore(SQLStore):
         if isinstance(exc, sqlite3.IntegrityError):
             return errors.StoreError(f"the database refused the write: {exc}")
         if isinstance(exc, sqlite3.OperationalError):
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in _BUSY:
                 # Not the write's fault: the lock was held past the busy
                 # timeout. Like a lost connection, it may go through later.
                 return errors.DatabaseUnreachableError(
                     f"SQLite file {self.path!r} stayed locked by another connection for "
                     f"{self.busy_timeout_ms / 1000:g} s (sqlite_busy_timeout_seconds): {exc}")
+            if code in _CANNOT_WRITE:
+                return errors.DatabaseUnreachableError(
+                    f"SQLite file {self.path!r} cannot take writes now "
+                    f"({getattr(exc, 'sqlite_errorname', 'error')}: {exc}); free disk space or "
+                    f"fix the file's permissions: the work waiting on it goes on once it can")
             return errors.StoreError(f"SQLite error on {self.path!r}: {exc}")
         return None
 

@@ -1,0 +1,237 @@
+"""Work waits out a database that answers but refuses writes for a while.
+
+A full disk (on SQLite, the file capped at its size with ``max_page_count``:
+every write that needs a new page fails with SQLITE_FULL, as on a full disk)
+or a read-only server (on PostgreSQL, ``default_transaction_read_only`` on the
+database and its sessions ended, as after a fail-over to a standby): the
+workflows running meanwhile stop without an outcome, are started again by
+their own process with growing waits between the starts (not at once, again
+and again), are never dead-lettered for it (these workflows allow no recovery
+attempt at all), and finish once writes go through, each transaction's effect
+committed once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from dbhelpers import cut_connections, eventually
+from relos import DBOS, PENDING, SUCCESS, Queue
+
+runs: Counter[str] = Counter()
+_runs_lock = threading.Lock()
+#: Set by the test once writes are refused: the workflows go on past their first step.
+go_on = threading.Event()
+refused_queue = Queue("refused.queue")
+
+
+def _ran(key: str) -> None:
+    with _runs_lock:
+        runs[key] += 1
+
+
+@DBOS.step(name="refused.small")
+def small_step(tag: str) -> int:
+    _ran(f"{tag}:small")
+    return 1
+
+
+@DBOS.step(name="refused.big")
+def big_step(tag: str) -> str:
+    """Its output (300 kB) needs new pages of an SQLite file."""
+    _ran(f"{tag}:big")
+    return "x" * 300_000
+
+
+@DBOS.transaction(name="refused.effect")
+def effect(tag: str) -> int:
+    conn = DBOS.sql_connection
+    mark = "?" if isinstance(conn, sqlite3.Connection) else "%s"
+    conn.execute("CREATE TABLE IF NOT EXISTS refused_effects (tag TEXT NOT NULL)")
+    conn.execute(f"INSERT INTO refused_effects (tag) VALUES ({mark})", (tag,))
+    _ran(f"{tag}:tx")
+    return 2
+
+
+def _work(tag: str) -> int:
+    first = small_step(tag)
+    assert go_on.wait(60)
+    return first + effect(tag) + len(big_step(tag))
+
+
+@DBOS.workflow(name="refused.work", max_recovery_attempts=0)
+def refused_work(tag: str) -> int:
+    return _work(tag)
+
+
+@DBOS.workflow(name="refused.queued", max_recovery_attempts=1)
+def refused_queued(tag: str) -> int:
+    return _work(tag)
+
+
+def _runtime() -> Any:
+    from relos import dbos as facade
+
+    return facade._runtime
+
+
+def _row(workflow_id: str) -> Any:
+    row = _runtime().store.get_workflow(workflow_id)
+    assert row is not None
+    return row
+
+
+@contextmanager
+def _full_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Cap the runtime's SQLite file at its present size on each of its
+    connections, those opened meanwhile too; lifted at the end of the block."""
+    store = _runtime().store
+    real = store._connection
+    capped = True
+
+    def cap(conn: sqlite3.Connection) -> None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    def connection() -> sqlite3.Connection:
+        fresh = getattr(store._local, "conn", None) is None
+        conn: sqlite3.Connection = real()
+        if fresh and capped:
+            cap(conn)
+        return conn
+
+    monkeypatch.setattr(store, "_connection", connection)
+    with store._lock:
+        for conn in store._all_conns:
+            cap(conn)
+    try:
+        yield
+    finally:
+        capped = False
+        with store._lock:
+            for conn in store._all_conns:
+                conn.execute("PRAGMA max_page_count = 4294967294")
+
+
+@contextmanager
+def _read_only(db_url: str) -> Iterator[None]:
+    """Make the PostgreSQL database read-only for new sessions and end its
+    sessions (the pool reconnects to a server that refuses writes); undone
+    the same way at the end of the block."""
+    import psycopg
+
+    base, database = db_url.rsplit("/", 1)
+
+    def set_read_only(on: bool) -> None:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = '
+                          f'{"on" if on else "off"}')
+        cut_connections(db_url, times=1, every=0)
+
+    set_read_only(True)
+    try:
+        yield
+    finally:
+        set_read_only(False)
+
+
+def _refusing(backend: str, monkeypatch: pytest.MonkeyPatch, db_url: str
+              ) -> Callable[[], Any]:
+    if backend == "sqlite":
+        return lambda: _full_disk(monkeypatch)
+    return lambda: _read_only(db_url)
+
+
+def _effects(tag: str) -> int:
+    store = _runtime().store
+    mark = "?" if store.backend == "sqlite" else "%s"
+    conn = store.raw_connection()
+    try:
+        found = conn.execute(f"SELECT COUNT(*) FROM refused_effects WHERE tag = {mark}",
+                             (tag,)).fetchone()
+    finally:
+        if store.backend != "sqlite":
+            conn.close()
+    return int(found[0])
+
+
+def test_a_workflow_waits_out_refused_writes_and_finishes_once(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    launch()
+    go_on.clear()
+    tag = uuid.uuid4().hex
+    handle = DBOS.start_workflow(refused_work, tag)
+    eventually(lambda: runs[f"{tag}:small"] == 1, timeout=20)
+    with _refusing(backend, monkeypatch, db_url)():
+        refused_at = time.monotonic()
+        go_on.set()
+        # Stopped and started again while writes are refused ...
+        eventually(lambda: _attempted(handle.workflow_id) >= 3, timeout=20)
+        time.sleep(1.0)
+        elapsed = time.monotonic() - refused_at
+        assert _row(handle.workflow_id).status == PENDING
+        # ... with waits that double from 0.1 s (at once each time, it made
+        # dozens of starts a second, and was dead-lettered by them)
+        starts = _attempted(handle.workflow_id)
+        assert starts <= 3 + elapsed / 0.4, (starts, elapsed)
+    assert handle.get_result(timeout_seconds=60) == 1 + 2 + 300_000
+    row = _row(handle.workflow_id)
+    assert row.status == SUCCESS
+    # Never counted as recovery attempts (the workflow allows none).
+    assert row.recovery_attempts == 1
+    # (The first step's record waits in memory for the workflow's next write,
+    # which a read-only server refuses: that step may run once more.)
+    assert runs[f"{tag}:small"] in (1, 2) and runs[f"{tag}:tx"] == 1 and _effects(tag) == 1
+
+
+def _attempted(workflow_id: str) -> int:
+    """How many times the maintenance thread tried to start the workflow
+    again so far (on PostgreSQL a read-only server refuses even the claim)."""
+    return attempts[workflow_id]
+
+
+attempts: Counter[str] = Counter()
+
+
+@pytest.fixture(autouse=True)
+def _count_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from relos.runtime import workflow
+
+    real = workflow.recover
+
+    def recover(rt: Any, workflow_id: str, *args: Any, **kwargs: Any) -> Any:
+        attempts[workflow_id] += 1
+        return real(rt, workflow_id, *args, **kwargs)
+
+    monkeypatch.setattr(workflow, "recover", recover)
+
+
+def test_a_queued_workflow_waits_out_refused_writes_within_one_attempt(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queued workflow stopped by refused writes goes back to its queue each
+    time; its recovery attempts stay at 2 (the first dequeue after a stop
+    counts, so that it loads its recorded steps; later ones do not)."""
+    launch()
+    go_on.clear()
+    tag = uuid.uuid4().hex
+    handle = refused_queue.enqueue(refused_queued, tag)
+    eventually(lambda: runs[f"{tag}:small"] == 1, timeout=20)
+    with _refusing(backend, monkeypatch, db_url)():
+        go_on.set()
+        eventually(lambda: _attempted(handle.workflow_id) >= 3, timeout=20)
+        assert _row(handle.workflow_id).status in (PENDING, "ENQUEUED")
+    assert handle.get_result(timeout_seconds=60) == 1 + 2 + 300_000
+    row = _row(handle.workflow_id)
+    assert row.status == SUCCESS and row.recovery_attempts <= 2
+    # (The first step's record waits in memory for the workflow's next write,
+    # which a read-only server refuses: that step may run once more.)
+    assert runs[f"{tag}:small"] in (1, 2) and runs[f"{tag}:tx"] == 1 and _effects(tag) == 1
