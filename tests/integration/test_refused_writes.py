@@ -164,46 +164,13 @@ def _effects(tag: str) -> int:
     return int(found[0])
 
 
-def test_a_workflow_waits_out_refused_writes_and_finishes_once(
-        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    launch()
-    go_on.clear()
-    tag = uuid.uuid4().hex
-    handle = DBOS.start_workflow(refused_work, tag)
-    eventually(lambda: runs[f"{tag}:small"] == 1, timeout=20)
-    with _refusing(backend, monkeypatch, db_url)():
-        refused_at = time.monotonic()
-        go_on.set()
-        # Stopped and started again while writes are refused ...
-        eventually(lambda: _attempted(handle.workflow_id) >= 3, timeout=20)
-        time.sleep(1.0)
-        elapsed = time.monotonic() - refused_at
-        assert _row(handle.workflow_id).status == PENDING
-        # ... with waits that double from 0.1 s (at once each time, it made
-        # dozens of starts a second, and was dead-lettered by them)
-        starts = _attempted(handle.workflow_id)
-        assert starts <= 3 + elapsed / 0.4, (starts, elapsed)
-    assert handle.get_result(timeout_seconds=60) == 1 + 2 + 300_000
-    row = _row(handle.workflow_id)
-    assert row.status == SUCCESS
-    # Never counted as recovery attempts (the workflow allows none).
-    assert row.recovery_attempts == 1
-    # (The first step's record waits in memory for the workflow's next write,
-    # which a read-only server refuses: that step may run once more.)
-    assert runs[f"{tag}:small"] in (1, 2) and runs[f"{tag}:tx"] == 1 and _effects(tag) == 1
-
-
-def _attempted(workflow_id: str) -> int:
-    """How many times the maintenance thread tried to start the workflow
-    again so far (on PostgreSQL a read-only server refuses even the claim)."""
-    return attempts[workflow_id]
-
-
 attempts: Counter[str] = Counter()
 
 
 @pytest.fixture(autouse=True)
 def _count_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Count the maintenance thread's tries to start each workflow again (on
+    PostgreSQL a read-only server refuses even the claim of a try)."""
     from relos.runtime import workflow
 
     real = workflow.recover
@@ -215,23 +182,56 @@ def _count_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workflow, "recover", recover)
 
 
+def _through_refused_writes(start: Callable[[str], Any], refusing: Callable[[], Any],
+                            while_refused: Callable[[Any], None]) -> Any:
+    """Start a workflow by ``start(tag)``; once its first step ran, refuse
+    writes until it was tried again three times and ``while_refused(handle)``
+    returned; then check that it finishes, each effect once. Its final row."""
+    go_on.clear()
+    tag = uuid.uuid4().hex
+    handle = start(tag)
+    eventually(lambda: runs[f"{tag}:small"] == 1, timeout=20)
+    with refusing():
+        go_on.set()
+        eventually(lambda: attempts[handle.workflow_id] >= 3, timeout=20)
+        while_refused(handle)
+    assert handle.get_result(timeout_seconds=60) == 1 + 2 + 300_000
+    # (The first step's record waits in memory for the workflow's next write,
+    # which a read-only server refuses: that step may run once more.)
+    assert runs[f"{tag}:small"] in (1, 2) and runs[f"{tag}:tx"] == 1 and _effects(tag) == 1
+    row = _row(handle.workflow_id)
+    assert row.status == SUCCESS
+    return row
+
+
+def test_a_workflow_waits_out_refused_writes_and_finishes_once(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    launch()
+    refused_at = time.monotonic()
+
+    def while_refused(handle: Any) -> None:
+        time.sleep(1.0)
+        elapsed = time.monotonic() - refused_at
+        assert _row(handle.workflow_id).status == PENDING
+        # Tried again with waits that double from 0.1 s (at once each time,
+        # it made dozens of starts a second, and was dead-lettered by them).
+        assert attempts[handle.workflow_id] <= 3 + elapsed / 0.4, elapsed
+
+    row = _through_refused_writes(lambda tag: DBOS.start_workflow(refused_work, tag),
+                                  _refusing(backend, monkeypatch, db_url), while_refused)
+    assert row.recovery_attempts == 1  # (never counted: the workflow allows none)
+
+
 def test_a_queued_workflow_waits_out_refused_writes_within_one_attempt(
         launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A queued workflow stopped by refused writes goes back to its queue each
     time; its recovery attempts stay at 2 (the first dequeue after a stop
     counts, so that it loads its recorded steps; later ones do not)."""
     launch()
-    go_on.clear()
-    tag = uuid.uuid4().hex
-    handle = refused_queue.enqueue(refused_queued, tag)
-    eventually(lambda: runs[f"{tag}:small"] == 1, timeout=20)
-    with _refusing(backend, monkeypatch, db_url)():
-        go_on.set()
-        eventually(lambda: _attempted(handle.workflow_id) >= 3, timeout=20)
+
+    def while_refused(handle: Any) -> None:
         assert _row(handle.workflow_id).status in (PENDING, "ENQUEUED")
-    assert handle.get_result(timeout_seconds=60) == 1 + 2 + 300_000
-    row = _row(handle.workflow_id)
-    assert row.status == SUCCESS and row.recovery_attempts <= 2
-    # (The first step's record waits in memory for the workflow's next write,
-    # which a read-only server refuses: that step may run once more.)
-    assert runs[f"{tag}:small"] in (1, 2) and runs[f"{tag}:tx"] == 1 and _effects(tag) == 1
+
+    row = _through_refused_writes(lambda tag: refused_queue.enqueue(refused_queued, tag),
+                                  _refusing(backend, monkeypatch, db_url), while_refused)
+    assert row.recovery_attempts <= 2
