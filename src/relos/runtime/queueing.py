@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from relos import errors, queues
 from relos.runtime import clock, registry, wakeups, workflow
+from relos.runtime.failures import FailureLog
 from relos.runtime.registry import WorkflowInfo
 from relos.runtime.unanswered import UnansweredClaims
 from relos.store.base import (
@@ -171,6 +172,7 @@ class QueueRunner:
         self.idle_wait = wakeups.IdleWait(rt)
         #: Which queues a round may leave out (came up empty, nothing heard since).
         self.dry = wakeups.DryQueues(rt)
+        self._failures = FailureLog("dequeue")
 
     def listened(self) -> list[str]:
         if self.names is not None:
@@ -247,13 +249,11 @@ class QueueRunner:
                         self._settle()
                         self._start_ready()
                         claimed = self._round(names)
+                        self._failures.succeeded()
                     except Exception as exc:  # the loop must outlive any one failure
                         if stop.is_set():
                             return
-                        if isinstance(exc, errors.RelosError):
-                            logger.warning("dequeue failed: %s", exc)
-                        else:
-                            logger.exception("dequeue failed")
+                        self._failures.failed(exc)
                         stop.wait(rt.poll_interval)
                         continue
                     if not claimed:

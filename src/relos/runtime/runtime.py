@@ -38,6 +38,7 @@ from relos.runtime.again import StartAgain
 from relos.runtime.clock import now_ms
 from relos.runtime.commits import GroupCommitter
 from relos.runtime.context import WorkflowContext
+from relos.runtime.failures import FailureLog
 from relos.runtime.notifier import Notifier
 from relos.runtime.queueing import QueueRunner
 from relos.runtime.suspension import Waker
@@ -177,6 +178,7 @@ class Runtime:
         #: No other process recovers them; rerun here from their recorded steps
         #: once the database takes writes again (``start_again_later``).
         self._again = StartAgain()
+        self._rerun_failures = FailureLog("restarting stopped workflows")
         #: Workflows a direct call is creating (its insert under way): only
         #: that call may start them here (``starting``).
         self._starting: Counter[str] = Counter()
@@ -403,11 +405,17 @@ class Runtime:
                 # write did commit, it was cancelled, or it went back to its
                 # queue for the queue runner to start again).
                 start = workflow.recover(self, workflow_id, self.instance_id, counted=counted)
-            except Exception as exc:  # the database still refuses: next tick
-                logger.warning("cannot yet start workflow %s again (stopped by the "
-                               "database, or its outcome not written): %s", workflow_id, exc)
+            except errors.DatabaseUnreachableError as exc:  # still refused: all wait
+                self._rerun_failures.failed(exc, f"workflow {workflow_id}")
                 self._again.postpone([w for w, _ in due[i:]], RERUN_RETRY_SECONDS)
                 return
+            except Exception as exc:  # this workflow's own trouble: the others go on
+                self._again.started(workflow_id)
+                delay = self._again.add(workflow_id, exc)
+                logger.warning("cannot start workflow %s again (%s): trying again in %.1f s",
+                               workflow_id, exc, delay)
+                continue
+            self._rerun_failures.succeeded()
             with self._active_lock:
                 if (start is not None and start.run is None
                         and workflow_id not in self._active):
@@ -537,12 +545,14 @@ class Runtime:
         the database's time (``clock_ms``), as is the time they are judged
         by: hosts whose clocks disagree agree on who is alive. Each reading
         of it also sets this process's clock (clock.py)."""
+        failures = FailureLog("heartbeat")
         while not self._stop.wait(self.config.executor_lease_seconds / 4):
             try:
                 self.store.heartbeat(self.instance_id, self._database_time())
+                failures.succeeded()
             except errors.RelosError as exc:
                 if not self._stop.is_set():
-                    logger.warning("heartbeat: %s", exc)
+                    failures.failed(exc)
 
     def _database_time(self) -> int:
         """The database's clock (epoch milliseconds). A server's reading sets
@@ -557,6 +567,7 @@ class Runtime:
 
     def _maintenance(self) -> None:
         last_recovery = time.monotonic()
+        failures = FailureLog("maintenance (cancels, recovery, take-over)")
         while not self._stop.is_set():
             self._fire_deadlines()
             now = time.monotonic()
@@ -567,9 +578,10 @@ class Runtime:
                 if now - last_recovery >= self.config.recovery_interval_seconds:
                     last_recovery = now
                     self.recover_pending()
+                failures.succeeded()
             except errors.RelosError as exc:
                 if not self._stop.is_set():
-                    logger.warning("maintenance: %s", exc)
+                    failures.failed(exc)
             self._wake.wait(self._next_tick())
             self._wake.clear()
 

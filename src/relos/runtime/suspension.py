@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from relos import errors
 from relos.runtime import clock, registry
 from relos.runtime.context import WorkflowContext
+from relos.runtime.failures import FailureLog
 from relos.runtime.unanswered import UnansweredClaims
 from relos.store.base import PENDING, StepRow, WorkflowRow
 
@@ -144,6 +145,7 @@ class Waker:
         self._lock = threading.Lock()
         #: Claims whose commit went unanswered: taken in at each round.
         self._unanswered = UnansweredClaims(rt)
+        self._failures = FailureLog("waking suspended workflows")
 
     def note(self, wake_at_ms: int) -> None:
         """A workflow was suspended (or woken) here: look earlier if it is due
@@ -159,13 +161,11 @@ class Waker:
                 self._planned_ms = _LOOKING
                 try:
                     delay = self.round()
+                    self._failures.succeeded()
                 except Exception as exc:  # the loop must outlive any one failure
                     if stop.is_set():
                         return
-                    if isinstance(exc, errors.RelosError):
-                        logger.warning("waking suspended workflows failed: %s", exc)
-                    else:
-                        logger.exception("waking suspended workflows failed")
+                    self._failures.failed(exc)
                     delay = rt.poll_interval
                 self._planned_ms = clock.now_ms() + int(delay * 1000)
                 if delay > 0:

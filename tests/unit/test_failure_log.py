@@ -1,0 +1,66 @@
+"""A background loop's failures are logged once an outage, not once a round."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from relos import errors
+from relos.runtime.failures import FailureLog
+
+DOWN = errors.DatabaseUnreachableError("lost the connection to PostgreSQL")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    lines = [r.getMessage() for r in caplog.records if r.name == "relos"]
+    caplog.clear()
+    return lines
+
+
+def test_an_outage_logs_its_start_a_line_a_minute_and_its_end(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="relos")
+    clock = Clock()
+    log = FailureLog("dequeue", every=60.0, now=clock)
+    log.succeeded()
+    assert _lines(caplog) == [] and not log.failing
+    log.failed(DOWN)
+    assert _lines(caplog) == ["dequeue failed: lost the connection to PostgreSQL"]
+    assert log.failing
+    for _ in range(479):  # eight a second for a minute, less one eighth
+        clock.t += 0.125
+        log.failed(DOWN)
+    assert _lines(caplog) == []
+    clock.t += 0.125
+    log.failed(DOWN)
+    assert _lines(caplog) == ["dequeue still failing, 480 more times in the last 60 s: "
+                              "lost the connection to PostgreSQL"]
+    clock.t += 1.0
+    log.succeeded()
+    assert _lines(caplog) == ["dequeue works again, after 481 failures in 61.0 s"]
+    assert not log.failing
+    log.succeeded()
+    log.failed(DOWN, "workflow w1")
+    assert _lines(caplog) == ["dequeue (workflow w1) failed: lost the connection to PostgreSQL"]
+
+
+def test_an_error_that_is_not_relos_s_comes_with_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="relos")
+    log = FailureLog("waking suspended workflows", now=Clock())
+    try:
+        raise KeyError("a bug")
+    except KeyError as exc:
+        log.failed(exc)
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "waking suspended workflows failed: 'a bug'" in record.getMessage()
