@@ -67,6 +67,14 @@ def tiny(i: int) -> int:
     return i * 2
 
 
+@DBOS.workflow(name="bench.busy")
+def busy(i: int, ms: float) -> int:
+    """A task that holds its thread ``ms`` milliseconds (for bench_trickle.py
+    ``--task-ms``: executors that fill up)."""
+    time.sleep(ms / 1000)
+    return i * 2
+
+
 def serve(url: str, threads: int) -> None:
     """An executor of the cluster (``--workers``): run tasks until stdin closes."""
     DBOS.listen_queues(["bench.tasks"])

@@ -28,10 +28,15 @@ INSERT, a worker's claim (UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING, as
 soon as the INSERT returned) and its completion (UPDATE); no history, no
 notification, no index beyond the key and the status.
 
+``--task-ms`` makes each task hold its thread that long and ``--threads``
+bounds each executor's threads: with ``--task-ms 50 --threads 4`` an executor
+runs at most 80 tasks a second, and a trickle faster than that needs several.
+
 Usage::
 
     python benchmarks/bench_trickle.py --executors 1 4 8 --rate 200 --seconds 10
     python benchmarks/bench_trickle.py --executors 0 --rate 200 --seconds 10
+    python benchmarks/bench_trickle.py --executors 4 --rate 200 --task-ms 50 --threads 4
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ def _cpu_seconds(pid: int) -> float:
 SETTLE_SECONDS = 6.0
 
 
-def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
+def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threads: int = 64
+        ) -> dict[str, Any]:
     import psycopg
 
     tasks = int(rate * seconds)
@@ -71,12 +77,13 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
         DBOS.destroy()
         own = executors == 0  # this process runs the tasks, else it only enqueues
         DBOS.listen_queues(["bench.tasks"] if own else [])
-        DBOS(config={"system_database_url": url, "log_level": "WARNING"})
+        DBOS(config={"system_database_url": url, "log_level": "WARNING",
+                     "max_workflow_threads": threads})
         DBOS.launch()
         procs: list[subprocess.Popen[str]] = []
         stats = psycopg.connect(url, autocommit=True)
         try:
-            procs = bench_tasks.start_workers(url, executors, 64)
+            procs = bench_tasks.start_workers(url, executors, threads)
             pids = [p.pid for p in procs] if procs else [os.getpid()]
             # (launch work settles, and each executor's recovery pass, every 5 s,
             # has seen the others: see QueueRunner._back_off)
@@ -85,7 +92,10 @@ def run(executors: int, rate: float, seconds: float) -> dict[str, Any]:
             with ServerCPU() as server:
                 t0 = time.perf_counter()
                 for i in range(tasks):
-                    bench_tasks.tasks_queue.enqueue(bench_tasks.tiny, i)
+                    if task_ms:
+                        bench_tasks.tasks_queue.enqueue(bench_tasks.busy, i, task_ms)
+                    else:
+                        bench_tasks.tasks_queue.enqueue(bench_tasks.tiny, i)
                     pause = t0 + (i + 1) / rate - time.perf_counter()
                     if pause > 0:
                         time.sleep(pause)
@@ -171,15 +181,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="enqueues a second")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--task-ms", type=float, default=0.0,
+                        help="each task holds its thread this long (0: a tiny task)")
+    parser.add_argument("--threads", type=int, default=64,
+                        help="workflow threads of each executor process")
     parser.add_argument("--no-floor", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if min(args.executors) < 0 or args.rate <= 0 or args.seconds <= 0:
         parser.error("--executors must be 0 (the enqueuer runs the tasks) or more, "
                      "--rate and --seconds positive")
+    if args.task_ms < 0 or args.threads < 1:
+        parser.error("--task-ms must be 0 or more and --threads 1 or more")
     results = []
     for _ in range(args.repeat):
-        results += [run(n, args.rate, args.seconds) for n in args.executors]
+        results += [run(n, args.rate, args.seconds, args.task_ms, args.threads)
+                    for n in args.executors]
         if not args.no_floor:
             results.append(run_floor(args.rate, args.seconds))
     if args.json:

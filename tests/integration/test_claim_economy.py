@@ -295,10 +295,12 @@ def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queu
     """Every executor serving a queue hears each enqueue, and all but the
     first to claim find nothing. One whose claim found nothing in a queue
     another live executor serves claims again only EMPTY_CLAIM_BACKOFF_SECONDS
-    later, however many enqueues it hears meanwhile; alone on the queue, it
-    never holds back."""
+    later, however many enqueues it hears meanwhile, and twice as long after
+    each further claim that found nothing, up to
+    EMPTY_CLAIM_BACKOFF_MAX_SECONDS; alone on the queue, it never holds back."""
     _postgres_only(backend)
     backoff = queueing.EMPTY_CLAIM_BACKOFF_SECONDS
+    longest = queueing.EMPTY_CLAIM_BACKOFF_MAX_SECONDS
     with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
         rt = relos.dbos._rt()
         now = raw_store.clock_ms()
@@ -313,7 +315,7 @@ def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queu
         assert {r.instance_id for r in rt.others} == {"other-executor", "front-end"}
         time.sleep(0.3)
         claims = _count_claims(basic_queue.name)
-        _announce(db_url, basic_queue.name, times=30, every=0.003)
+        _announce(db_url, basic_queue.name, times=150, every=0.005)
         time.sleep(2 * backoff)
         runner = rt.queue_runner
         assert runner is not None
@@ -331,10 +333,12 @@ def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queu
         time.sleep(2 * backoff)
         assert alone and all(n == 0 for _, n in alone)
         assert runner._empty_claim_at is None
-    assert len(claims) >= 2, claims
+    assert len(claims) >= 5, claims
     assert all(n == 0 for _, n in claims)
     gaps = [b[0] - a[0] for a, b in zip(claims, claims[1:], strict=False)]
-    assert min(gaps) >= backoff * 0.95, f"claims {gaps} s apart after one found nothing"
+    waits = [min(longest, backoff * 2 ** i) for i in range(len(gaps))]
+    assert all(gap >= wait * 0.95 for gap, wait in zip(gaps, waits, strict=True)), (
+        f"claims {gaps} s apart after those before found nothing (waits {waits})")
 
 
 def test_each_executor_records_the_queues_it_serves(

@@ -51,9 +51,11 @@ FULL_SCAN_SECONDS = 1.0
 #: budget is split in two claims run at once (see ``QueueRunner._claim``).
 SPLIT_CLAIM_FROM = 128
 #: An idle runner whose last claim found nothing, in a queue another live
-#: executor serves, waits this long after it before claiming again when woken
-#: (see ``QueueRunner._back_off``).
+#: executor serves, waits this long after it before claiming again when woken,
+#: twice as long after each further such claim, up to the second figure (see
+#: ``QueueRunner._back_off``).
 EMPTY_CLAIM_BACKOFF_SECONDS = 0.02
+EMPTY_CLAIM_BACKOFF_MAX_SECONDS = 0.16
 #: Claimed workflows are run by this many threads at first, each taking the
 #: next one as it finishes one (see ``QueueRunner._feed``) ...
 MIN_FEEDERS = 4
@@ -121,6 +123,8 @@ class QueueRunner:
         #: When the last claim that found nothing ran (monotonic; None after
         #: one that found work).
         self._empty_claim_at: float | None = None
+        #: How long after it the next claim waits (see ``_back_off``).
+        self._empty_backoff = 0.0
         #: Claims made, and those of them that found nothing (for benchmarks
         #: and diagnosis: what waking up cost).
         self.claims = 0
@@ -285,18 +289,21 @@ class QueueRunner:
     def _back_off(self, stop: threading.Event) -> None:
         """Woken after a claim that found nothing in a queue another live
         executor serves: let EMPTY_CLAIM_BACKOFF_SECONDS pass since that claim
-        before the next. Every executor listening to a queue hears each of its
-        enqueues, and all but the first to claim find nothing: in a trickle of
-        single enqueues, a cluster of N executors made N claims per workflow.
-        An executor that just lost such a race (or found the queue empty) now
-        answers at most every EMPTY_CLAIM_BACKOFF_SECONDS; one whose last
-        claim found work answers at once, and an executor alone on its queues
-        never waits (nor one whose store does not push notifications: its
-        runners poll, they are not woken by each enqueue)."""
+        before the next, twice as long after each further claim that found
+        nothing, up to EMPTY_CLAIM_BACKOFF_MAX_SECONDS. Every executor
+        listening to a queue hears each of its enqueues, and all but the first
+        to claim find nothing: in a trickle of single enqueues, a cluster of N
+        executors made N claims per workflow. An executor that keeps losing
+        such races (or finding the queue empty) answers ever less often; one
+        whose last claim found work answers at once (so the executors that
+        win, while they have room, take the trickle, and the others join in
+        within the longest wait when it outgrows them), and an executor alone
+        on its queues never waits (nor one whose store does not push
+        notifications: its runners poll, they are not woken by each enqueue)."""
         empty_at, rt = self._empty_claim_at, self.rt
         if empty_at is not None and rt.store.pushes_notifications \
                 and rt.config.use_listen_notify:
-            rest = empty_at + EMPTY_CLAIM_BACKOFF_SECONDS - time.monotonic()
+            rest = empty_at + self._empty_backoff - time.monotonic()
             if rest > 0:
                 stop.wait(rest)
 
@@ -383,8 +390,11 @@ class QueueRunner:
         self.dry.claimed(name, len(rows), room)
         if not rows and any(r.serves(name) for r in rt.others):
             self._empty_claim_at = time.monotonic()
+            self._empty_backoff = min(EMPTY_CLAIM_BACKOFF_MAX_SECONDS,
+                                      2 * self._empty_backoff or EMPTY_CLAIM_BACKOFF_SECONDS)
         elif rows:
             self._empty_claim_at = None
+            self._empty_backoff = 0.0
         if hinted:
             self._scanned(name, rows, now, whole=created_from is None)
         if queue.rate_limit is not None and queue.rate_period_ms and len(rows) < room:
