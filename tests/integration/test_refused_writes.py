@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from dbhelpers import cut_connections, eventually
-from relos import DBOS, PENDING, SUCCESS, Queue
+from relos import DBOS, PENDING, SUCCESS, Queue, SetWorkflowID
 
 runs: Counter[str] = Counter()
 _runs_lock = threading.Lock()
@@ -235,3 +235,36 @@ def test_a_queued_workflow_waits_out_refused_writes_within_one_attempt(
     row = _through_refused_writes(lambda tag: refused_queue.enqueue(refused_queued, tag),
                                   _refusing(backend, monkeypatch, db_url), while_refused)
     assert row.recovery_attempts <= 2
+
+
+def test_a_workflow_that_cannot_start_again_does_not_hold_up_the_others(
+        launch: Any, db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two workflows stopped by refused writes. The first (by ID) cannot start
+    again for a reason of its own (its row names a function this code does
+    not define): it is tried again with growing waits, and the second starts
+    again and finishes all the same (the first's failure used to end each
+    pass, before the second's turn)."""
+    launch()
+    go_on.clear()
+    tag = uuid.uuid4().hex
+    with SetWorkflowID(f"a-{tag}"):
+        stuck = DBOS.start_workflow(refused_work, f"{tag}-a")
+    with SetWorkflowID(f"b-{tag}"):
+        other = DBOS.start_workflow(refused_work, f"{tag}-b")
+    eventually(lambda: runs[f"{tag}-a:small"] == 1 and runs[f"{tag}-b:small"] == 1, timeout=20)
+    store = _runtime().store
+    store._run(f"UPDATE {store.prefix}workflow_status SET name = {store._ph('name')} "
+               f"WHERE workflow_id = {store._ph('id')}",
+               {"name": "refused.gone", "id": stuck.workflow_id})
+    with _refusing(backend, monkeypatch, db_url)():
+        go_on.set()
+        eventually(lambda: attempts[other.workflow_id] >= 2, timeout=20)
+    assert other.get_result(timeout_seconds=60) == 1 + 2 + 300_000
+    tried = attempts[stuck.workflow_id]
+    time.sleep(1.5)
+    # Tried again, with waits that grow (each at most a second apart before).
+    assert tried >= 2 and attempts[stuck.workflow_id] - tried <= 3
+    assert _row(stuck.workflow_id).status == PENDING
+    assert any(f"cannot start workflow {stuck.workflow_id} again" in r.getMessage()
+               for r in caplog.records)
