@@ -64,3 +64,22 @@ def test_an_error_that_is_not_relos_s_comes_with_its_traceback(
     (record,) = caplog.records
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert "waking suspended workflows failed: 'a bug'" in record.getMessage()
+
+
+def test_a_failure_long_after_the_last_starts_a_new_outage(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="relos")
+    clock = Clock()
+    log = FailureLog("stopped again", every=60.0, now=clock, first="{about}: {exc}",
+                     again="{n} more times in the last {secs:.0f} s, {about}: {exc}")
+    log.failed(DOWN, "w1")
+    clock.t += 30.0
+    log.failed(DOWN, "w2")
+    clock.t += 40.0
+    log.failed(DOWN, "w3")
+    assert _lines(caplog) == [
+        "stopped again (w1): lost the connection to PostgreSQL",
+        "2 more times in the last 70 s, stopped again (w3): lost the connection to PostgreSQL"]
+    clock.t += 60.0  # (nothing for a minute: that outage is over)
+    log.failed(DOWN, "w4")
+    assert _lines(caplog) == ["stopped again (w4): lost the connection to PostgreSQL"]

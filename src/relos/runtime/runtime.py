@@ -179,6 +179,12 @@ class Runtime:
         #: once the database takes writes again (``start_again_later``).
         self._again = StartAgain()
         self._rerun_failures = FailureLog("restarting stopped workflows")
+        #: Workflows stopped again soon after they were started again (told
+        #: by any thread: under ``_stopped_again_lock``).
+        self._stopped_again_lock = threading.Lock()
+        self._stopped_again = FailureLog(
+            "a workflow stopped again soon after it was started again",
+            first="{about}: {exc}", again="{n} more times in the last {secs:.0f} s, {about}: {exc}")
         #: Workflows a direct call is creating (its insert under way): only
         #: that call may start them here (``starting``).
         self._starting: Counter[str] = Counter()
@@ -387,8 +393,9 @@ class Runtime:
         (see ``again.py``)."""
         delay = self._again.add(workflow_id, cause)
         if delay:
-            logger.warning("workflow %s stopped again soon after it was started again (%s); "
-                           "starting it again in %.1f s", workflow_id, cause, delay)
+            with self._stopped_again_lock:
+                self._stopped_again.failed(cause or RuntimeError("stopped"),
+                                           f"{workflow_id}, next start in {delay:.1f} s")
         self._wake.set()
 
     def _rerun_unwritten(self) -> None:
