@@ -8,16 +8,10 @@ import pytest
 
 from relos import errors
 from relos.runtime.failures import FailureLog
+from timehelpers import ManualClock
 
 DOWN = errors.DatabaseUnreachableError("lost the connection to PostgreSQL")
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 50.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -29,7 +23,7 @@ def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_an_outage_logs_its_start_a_line_a_minute_and_its_end(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="relos")
-    clock = Clock()
+    clock = ManualClock()
     log = FailureLog("dequeue", every=60.0, now=clock)
     log.succeeded()
     assert _lines(caplog) == [] and not log.failing
@@ -56,7 +50,7 @@ def test_an_outage_logs_its_start_a_line_a_minute_and_its_end(
 def test_an_error_that_is_not_relos_s_comes_with_its_traceback(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="relos")
-    log = FailureLog("waking suspended workflows", now=Clock())
+    log = FailureLog("waking suspended workflows", now=ManualClock())
     try:
         raise KeyError("a bug")
     except KeyError as exc:
@@ -69,7 +63,7 @@ def test_an_error_that_is_not_relos_s_comes_with_its_traceback(
 def test_a_failure_long_after_the_last_starts_a_new_outage(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="relos")
-    clock = Clock()
+    clock = ManualClock()
     log = FailureLog("stopped again", every=60.0, now=clock, first="{about}: {exc}",
                      again="{n} more times in the last {secs:.0f} s, {about}: {exc}")
     log.failed(DOWN, "w1")

@@ -6,24 +6,17 @@ import pytest
 
 from relos import errors
 from relos.runtime.again import FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, StartAgain
+from timehelpers import ManualClock
 
 LOST = errors.DatabaseUnreachableError("the connection went")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
-def test_a_first_stop_starts_again_at_once(clock: Clock) -> None:
+def test_a_first_stop_starts_again_at_once(clock: ManualClock) -> None:
     again = StartAgain(clock)
     assert not again and again.seconds_to_next() is None
     assert again.add("w", LOST) == 0.0
@@ -34,7 +27,7 @@ def test_a_first_stop_starts_again_at_once(clock: Clock) -> None:
     assert not again and again.due() == []
 
 
-def test_stops_soon_after_each_start_double_the_wait_up_to_the_cap(clock: Clock) -> None:
+def test_stops_soon_after_each_start_double_the_wait_up_to_the_cap(clock: ManualClock) -> None:
     again = StartAgain(clock)
     waits = []
     for _ in range(12):
@@ -48,7 +41,7 @@ def test_stops_soon_after_each_start_double_the_wait_up_to_the_cap(clock: Clock)
     assert max(waits) == MAX_DELAY_SECONDS
 
 
-def test_not_due_before_its_wait_ends(clock: Clock) -> None:
+def test_not_due_before_its_wait_ends(clock: ManualClock) -> None:
     again = StartAgain(clock)
     again.add("w", LOST)
     again.started("w")
@@ -59,7 +52,7 @@ def test_not_due_before_its_wait_ends(clock: Clock) -> None:
     assert again.due() == [("w", False)]
 
 
-def test_a_stop_long_after_the_last_start_starts_again_at_once(clock: Clock) -> None:
+def test_a_stop_long_after_the_last_start_starts_again_at_once(clock: ManualClock) -> None:
     again = StartAgain(clock)
     for _ in range(5):  # (the wait grew to 0.8 s)
         again.add("w", LOST)
@@ -70,7 +63,7 @@ def test_a_stop_long_after_the_last_start_starts_again_at_once(clock: Clock) -> 
     assert again.due() == [("w", False)]
 
 
-def test_whether_the_start_counts_follows_the_cause(clock: Clock) -> None:
+def test_whether_the_start_counts_follows_the_cause(clock: ManualClock) -> None:
     again = StartAgain(clock)
     again.add("by-db", LOST)
     again.add("refused", errors.StoreError("the database refused the write"))
@@ -81,7 +74,7 @@ def test_whether_the_start_counts_follows_the_cause(clock: Clock) -> None:
     assert ("by-db", True) in again.due()
 
 
-def test_skipped_and_postponed_workflows_wait(clock: Clock) -> None:
+def test_skipped_and_postponed_workflows_wait(clock: ManualClock) -> None:
     again = StartAgain(clock)
     for w in ("a", "b", "c"):
         again.add(w, LOST)
@@ -95,7 +88,7 @@ def test_skipped_and_postponed_workflows_wait(clock: Clock) -> None:
     assert [w for w, _ in again.due()] == ["a", "b"]
 
 
-def test_old_starts_are_forgotten(clock: Clock) -> None:
+def test_old_starts_are_forgotten(clock: ManualClock) -> None:
     again = StartAgain(clock)
     for i in range(100):
         again.add(f"w{i}", LOST)
