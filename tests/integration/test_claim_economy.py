@@ -17,9 +17,21 @@ from typing import Any
 
 import psycopg
 import pytest
-from queue_workflows import DEADLINE, basic_queue, launched, tq_add
+from queue_workflows import (
+    DEADLINE,
+    basic_queue,
+    gates,
+    launched,
+    new_gate,
+    new_tag,
+    started,
+    tq_add,
+    tq_gated,
+    worker_queue,
+)
 
 import relos.dbos
+from dbhelpers import eventually
 from relos import DBOS, ENQUEUED, SetWorkflowID
 from relos.runtime import queueing
 from relos.store import SystemStore
@@ -52,13 +64,13 @@ def _count_claims(queue_name: str) -> list[tuple[float, int]]:
     return claims
 
 
-def _enqueue_elsewhere(raw_store: SystemStore, i: int) -> str:
-    """One ``tq_add(i, 1)`` queued in ``basic_queue`` by another process's store."""
+def _enqueue_elsewhere(raw_store: SystemStore, i: int, queue: Any = basic_queue) -> str:
+    """One ``tq_add(i, 1)`` queued in ``queue`` by another process's store."""
     now = int(time.time() * 1000)
     workflow_id = f"trickle-{i}-{now}"
     raw_store.enqueue([WorkflowRow(
         workflow_id, ENQUEUED, relos.dbos._workflow_info(tq_add).name, "elsewhere", now, now,
-        queue_name=basic_queue.name, inputs=json.dumps({"args": [i, 1], "kwargs": {}}))])
+        queue_name=queue.name, inputs=json.dumps({"args": [i, 1], "kwargs": {}}))])
     return workflow_id
 
 
@@ -339,6 +351,75 @@ def test_an_executor_that_found_nothing_holds_back_where_another_serves_the_queu
     waits = [min(longest, backoff * 2 ** i) for i in range(len(gaps))]
     assert all(gap >= wait * 0.95 for gap, wait in zip(gaps, waits, strict=True)), (
         f"claims {gaps} s apart after those before found nothing (waits {waits})")
+
+
+def _serve_elsewhere_too(rt: Any, raw_store: SystemStore, queue: Any = basic_queue) -> None:
+    """Register another live executor serving ``queue`` (alive for the whole
+    test, however slow the host) and let ``rt`` read it."""
+    now = raw_store.clock_ms()
+    raw_store.register_executor(ExecutorRow(
+        "other-executor", "local", rt.app_version, "some-other-host", 4242, now, now + 60_000,
+        queues=json.dumps([queue.name])))
+    rt.recover_pending()  # (the pass that reads who else is alive)
+    assert [r.instance_id for r in rt.others] == ["other-executor"]
+
+
+def test_an_executor_holding_back_claims_at_once_when_another_says_it_is_full(
+        db_url: str, backend: str, raw_store: SystemStore, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """An executor that keeps losing the race for each enqueue holds back
+    ever longer; when another executor serving the queue hears an enqueue
+    and has no room for it, it says so (``relos_queues_full``), and the one
+    holding back claims at once instead of when its hold-back ends."""
+    _postgres_only(backend)
+    monkeypatch.setattr(queueing, "EMPTY_CLAIM_BACKOFF_MAX_SECONDS", 2.0)
+    with launched(db_url, listen=[basic_queue], poll_interval_seconds=SLOW_POLL):
+        rt = relos.dbos._rt()
+        runner = rt.queue_runner
+        assert runner is not None
+        _serve_elsewhere_too(rt, raw_store)
+        time.sleep(0.3)
+        claims = _count_claims(basic_queue.name)
+        _announce(db_url, basic_queue.name, times=60, every=0.01)
+        eventually(lambda: runner._empty_backoff >= 0.6, timeout=10)
+        assert runner._empty_claim_at is not None
+        held_until = runner._empty_claim_at + runner._empty_backoff
+        workflow_id = _enqueue_elsewhere(raw_store, 7)  # (heard, and held back)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('relos_queues_full', %s)", (basic_queue.name,))
+        assert DBOS.retrieve_workflow(workflow_id).get_result(timeout_seconds=DEADLINE) == 8
+        took = [at for at, n in claims if n]
+        assert took and took[0] < held_until, (took, held_until)
+
+
+def test_an_executor_without_room_says_it_is_full_where_another_serves_the_queue(
+        db_url: str, backend: str, raw_store: SystemStore) -> None:
+    """An executor that hears an enqueue and has no room to claim it (here its
+    worker concurrency is taken) tells the others serving the queue, once per
+    EMPTY_CLAIM_BACKOFF_SECONDS at most; alone on the queue, it says nothing."""
+    _postgres_only(backend)
+    heard: list[str] = []
+    tag, gate = new_tag(), new_gate()
+    with psycopg.connect(db_url, autocommit=True) as listener, \
+            launched(db_url, listen=[worker_queue], poll_interval_seconds=SLOW_POLL):
+        listener.execute("LISTEN relos_queues_full")
+        rt = relos.dbos._rt()
+        blockers = [worker_queue.enqueue(tq_gated, tag, i, gate) for i in range(2)]
+        eventually(lambda: len(started(tag)) == 2, timeout=DEADLINE)
+        _enqueue_elsewhere(raw_store, 1, worker_queue)  # alone: no room, nothing said
+        time.sleep(0.3)
+        heard += [n.payload for n in listener.notifies(timeout=0.2)]
+        assert heard == []
+        _serve_elsewhere_too(rt, raw_store, worker_queue)
+        for i in range(2, 6):
+            _enqueue_elsewhere(raw_store, i, worker_queue)
+            time.sleep(0.05)
+        heard += [n.payload for n in listener.notifies(timeout=0.5)]
+        gates[gate].set()
+        for blocker in blockers:
+            blocker.get_result(timeout_seconds=DEADLINE)
+    assert heard and set(heard) == {worker_queue.name}, heard
+    assert len(heard) <= 4, heard
 
 
 def test_each_executor_records_the_queues_it_serves(

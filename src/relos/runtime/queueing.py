@@ -125,6 +125,11 @@ class QueueRunner:
         self._empty_claim_at: float | None = None
         #: How long after it the next claim waits (see ``_back_off``).
         self._empty_backoff = 0.0
+        #: Set when another executor serving one of the listened queues says
+        #: it is full (``SystemStore.announce_full``): claim now, in every
+        #: listened queue; and when this one last said so, per queue (monotonic).
+        self._others_full = threading.Event()
+        self._told_full: dict[str, float] = {}
         #: Claims made, and those of them that found nothing (for benchmarks
         #: and diagnosis: what waking up cost).
         self.claims = 0
@@ -240,9 +245,12 @@ class QueueRunner:
         while not stop.is_set():
             names = self.listened()
             keys = [("queues", n) for n in names] + [("queues", "*")]
+            full = [("queues_full", n) for n in names]
             # Subscribed before each round reads the database, so an enqueue
             # announced while a round runs is not lost until the next poll.
-            with rt.notifier.subscribe(keys) as woke, self.dry.listening(names):
+            with rt.notifier.subscribe(keys + full) as woke, self.dry.listening(names), \
+                    rt.notifier.subscribe(full) as others_full:
+                self._others_full = others_full
                 while not stop.is_set() and self.listened() == names:
                     woke.clear()
                     try:
@@ -304,8 +312,27 @@ class QueueRunner:
         if empty_at is not None and rt.store.pushes_notifications \
                 and rt.config.use_listen_notify:
             rest = empty_at + self._empty_backoff - time.monotonic()
-            if rest > 0:
-                stop.wait(rest)
+            if rest > 0 and not stop.is_set():
+                # (cut short by an executor that is full: see _tell_full)
+                self._others_full.wait(rest)
+
+    def _tell_full(self, name: str) -> bool:
+        """No room to claim from the queue: if an enqueue to it was heard and
+        another live executor serves it, tell the others (at most every
+        EMPTY_CLAIM_BACKOFF_SECONDS), so that one with room claims it at once
+        rather than when its hold-back ends; whether there was someone to
+        tell. The executors that win the race for each enqueue
+        are the ones that answer at once; when they fill up, the others were
+        holding back (up to EMPTY_CLAIM_BACKOFF_MAX_SECONDS)."""
+        rt = self.rt
+        if not (rt.store.pushes_notifications and rt.config.use_listen_notify) \
+                or not self.dry.heard_now(name) or not any(r.serves(name) for r in rt.others):
+            return False
+        now = time.monotonic()
+        if now - self._told_full.get(name, float("-inf")) >= EMPTY_CLAIM_BACKOFF_SECONDS:
+            self._told_full[name] = now
+            rt.store.announce_full(name)
+        return True
 
     def _gather_room(self) -> None:
         """Woken with little room free (finished workflows are released one by
@@ -335,10 +362,12 @@ class QueueRunner:
         extra = max(0, self._claim_ahead() - rt.config.max_workflow_threads)
         first_served = first_starved = None
         served: set[str] = set()
+        others_full = self._others_full.is_set()
+        self._others_full.clear()
         for i in range(len(names)):
             index = (self._turn + i) % len(names)
             alone = all(n in self._dry for n in names if n != names[index])
-            polled = self._poll(names[index], share + extra if alone else share)
+            polled = self._poll(names[index], share + extra if alone else share, others_full)
             if polled:
                 served.add(names[index])
                 if first_served is None:
@@ -358,13 +387,15 @@ class QueueRunner:
         self._busy = served
         return True
 
-    def _poll(self, name: str, share: int) -> bool | None:
+    def _poll(self, name: str, share: int, others_full: bool = False) -> bool | None:
         """Claim and start up to ``share`` workflows of the queue, within its
         worker concurrency and this process's free threads. Whether it claimed
-        any; None when it had no room to claim."""
+        any; None when it had no room to claim. ``others_full``: another
+        executor said it is full, so the queue is polled even if it came up
+        empty here."""
         rt = self.rt
         queue = self.settings(name)
-        if queue is None or self.dry.skip(queue):
+        if queue is None or (self.dry.skip(queue) and not others_full):
             return False
         free = rt.free_workflow_slots() - len(self._ready)
         limited = (queue.concurrency is not None or queue.worker_concurrency is not None
@@ -378,7 +409,10 @@ class QueueRunner:
             with self._ready_lock, self._lock:
                 room = min(room, queue.worker_concurrency - self._running[name]
                            - self._ready.waiting(name))
-        if room <= 0 or (self._ready.waiting(name) and room < ahead // 2):
+        if room <= 0:
+            self._tell_full(name)
+            return None
+        if self._ready.waiting(name) and room < ahead // 2:
             return None  # (with its work in hand, claim again when there is room for many)
         hinted = queue.in_creation_order
         created_from = self._scan_start(name) if hinted else None

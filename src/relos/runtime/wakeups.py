@@ -187,6 +187,11 @@ class DryQueues:
             finally:
                 self._heard = {}
 
+    def heard_now(self, name: str) -> bool:
+        """Whether an enqueue to the queue was heard since its last claim here."""
+        heard = self._heard.get(name)
+        return heard is not None and heard.is_set()
+
     def skip(self, queue: QueueRow) -> bool:
         """Whether this round may leave the queue out."""
         since = self._since.get(queue.name)

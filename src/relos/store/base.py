@@ -335,9 +335,18 @@ class SystemStore(abc.ABC):
         ``notifications``, ``events``, ``streams``; the key is the workflow ID) or
         enqueues work (channel ``queues``, unless ``queues`` is False: a process
         that dequeues nothing need not hear every enqueue; the key is the queue
-        name) or wakes a suspended workflow (channel ``wake``, key ``*``). A no-op
-        where the backend cannot announce changes (``pushes_notifications`` is
-        False)."""
+        name) or wakes a suspended workflow (channel ``wake``, key ``*``), or
+        tells that an executor serving a queue is full (channel
+        ``queues_full``, the key is the queue name: :meth:`announce_full`). A
+        no-op where the backend cannot announce changes
+        (``pushes_notifications`` is False)."""
+
+    def announce_full(self, queue_name: str) -> None:
+        """Tell the other executors serving the queue that this one heard an
+        enqueue to it and has no room to claim it: one with room claims at
+        once, without holding back (``QueueRunner._back_off``). Best effort;
+        a no-op where the backend cannot announce changes."""
+        return None
 
     # --- executors -------------------------------------------------------------------
 

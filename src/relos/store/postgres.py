@@ -54,7 +54,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
-             "relos_streams": "streams", "relos_queues": "queues", "relos_wake": "wake"}
+             "relos_streams": "streams", "relos_queues": "queues", "relos_wake": "wake",
+             "relos_queues_full": "queues_full"}
 
 
 #: The status test of a batch statement that joins its JSON rows to
@@ -440,7 +441,8 @@ class PostgresStore(SQLStore):
                        queues: bool = True) -> None:
         if self._listener is not None:
             return
-        channels = [c for c in _CHANNELS if queues or _CHANNELS[c] != "queues"]
+        channels = [c for c in _CHANNELS
+                    if queues or _CHANNELS[c] not in ("queues", "queues_full")]
         self._listener = threading.Thread(
             target=self._listen, args=(on_change, channels), name="relos-pg-listener",
             daemon=True)
@@ -464,6 +466,9 @@ class PostgresStore(SQLStore):
                 self.echoes.reset(listening=False)
                 self._stop.wait(1.0)
         self.echoes.reset(listening=False)
+
+    def announce_full(self, queue_name: str) -> None:
+        self._announcer.announce("relos_queues_full", {queue_name})
 
     def close(self) -> None:
         self._stop.set()
