@@ -311,10 +311,13 @@ class QueueRunner:
         empty_at, rt = self._empty_claim_at, self.rt
         if empty_at is not None and rt.store.pushes_notifications \
                 and rt.config.use_listen_notify:
-            rest = empty_at + self._empty_backoff - time.monotonic()
-            if rest > 0 and not stop.is_set():
-                # (cut short by an executor that is full: see _tell_full)
-                self._others_full.wait(rest)
+            end = empty_at + self._empty_backoff
+            # (cut short by an executor that is full, see _tell_full, or the stop)
+            while not stop.is_set() and not self._others_full.is_set():
+                rest = end - time.monotonic()
+                if rest <= 0:
+                    break
+                self._others_full.wait(min(rest, 0.05))
 
     def _tell_full(self, name: str) -> bool:
         """No room to claim from the queue: if an enqueue to it was heard and
