@@ -319,23 +319,21 @@ class QueueRunner:
                     break
                 self._others_full.wait(min(rest, 0.05))
 
-    def _tell_full(self, name: str) -> bool:
+    def _tell_full(self, name: str) -> None:
         """No room to claim from the queue: if an enqueue to it was heard and
         another live executor serves it, tell the others (at most every
         EMPTY_CLAIM_BACKOFF_SECONDS), so that one with room claims it at once
-        rather than when its hold-back ends; whether there was someone to
-        tell. The executors that win the race for each enqueue
-        are the ones that answer at once; when they fill up, the others were
-        holding back (up to EMPTY_CLAIM_BACKOFF_MAX_SECONDS)."""
+        rather than when its hold-back ends. The executors that win the race
+        for each enqueue are the ones that answer at once; when they fill up,
+        the others were holding back (up to EMPTY_CLAIM_BACKOFF_MAX_SECONDS)."""
         rt = self.rt
         if not (rt.store.pushes_notifications and rt.config.use_listen_notify) \
                 or not self.dry.heard_now(name) or not any(r.serves(name) for r in rt.others):
-            return False
+            return
         now = time.monotonic()
         if now - self._told_full.get(name, float("-inf")) >= EMPTY_CLAIM_BACKOFF_SECONDS:
             self._told_full[name] = now
             rt.store.announce_full(name)
-        return True
 
     def _gather_room(self) -> None:
         """Woken with little room free (finished workflows are released one by
