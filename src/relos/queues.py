@@ -91,7 +91,7 @@ def queue_row(name: str, concurrency: int | None = None, worker_concurrency: int
                     bool(priority_enabled), bool(partition_queue), defined_by)
 
 
-def _settings(row: QueueRow, polling_interval_sec: float | None = None) -> str:
+def describe(row: QueueRow, polling_interval_sec: float | None = None) -> str:
     """A queue's settings as they would be written in ``Queue(...)``."""
     parts = [f"{k}={v!r}" for k, v in (("concurrency", row.concurrency),
                                        ("worker_concurrency", row.worker_concurrency))
@@ -141,8 +141,8 @@ class Queue:
                     or before.polling_interval_sec != self.polling_interval_sec):
                 raise errors.ConfigError(
                     f"queue {name!r} is already defined with other settings "
-                    f"({_settings(before.declared, before.polling_interval_sec)}; now "
-                    f"{_settings(self.row, self.polling_interval_sec)}): "
+                    f"({describe(before.declared, before.polling_interval_sec)}; now "
+                    f"{describe(self.row, self.polling_interval_sec)}): "
                     f"define each queue once, or change its limits at run time with "
                     f"DBOS.register_queue({name!r}, ...)")
             _queues[name] = self

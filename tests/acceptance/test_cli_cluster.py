@@ -1,4 +1,4 @@
-"""``relos queue list`` and ``relos executors``, run for real in subprocesses."""
+"""``relos queue list|set|reset`` and ``relos executors``, run for real in subprocesses."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from relos.store.base import ExecutorRow
 
 cli_queue = Queue("cli_cluster.q", concurrency=4, worker_concurrency=2,
                   limiter={"limit": 5, "period": 60}, priority_enabled=True)
+one_at_a_time = Queue("cli_cluster.one", worker_concurrency=1)
 
 
 @DBOS.workflow(name="cli_cluster.wait")
@@ -91,3 +92,77 @@ def test_executors_lists_live_dead_and_stopped(dbos: Any, db_url: str) -> None:
     table = relos(db_url, "executors")
     assert table.returncode == 0 and "dead" in table.stdout
     assert "mail, sms" in table.stdout and "none (enqueues only)" in table.stdout
+
+
+def _running(handles: list[Any]) -> int:
+    return sum(h.get_status().status == "PENDING" for h in handles)
+
+
+def _until(predicate: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_queue_set_changes_the_limits_a_running_executor_obeys(dbos: Any, db_url: str) -> None:
+    handles = [one_at_a_time.enqueue(wait_for_go) for _ in range(3)]
+    _until(lambda: _running(handles) == 1, "the first workflow to start")
+    time.sleep(0.3)
+    assert _running(handles) == 1  # worker_concurrency=1, from the code
+    done = relos(db_url, "queue", "set", "cli_cluster.one", "--worker-concurrency", "3",
+                 "--rate", "100/60")
+    assert done.returncode == 0, done.stderr
+    assert "worker_concurrency=3" in done.stdout and "'limit': 100" in done.stdout
+    _until(lambda: _running(handles) == 3, "the change to reach the executor")
+    [row] = [q for q in json.loads(relos(db_url, "queue", "list", "--json").stdout)
+             if q["name"] == "cli_cluster.one"]
+    assert (row["worker_concurrency"], row["rate_limit"], row["rate_period_seconds"],
+            row["defined_by"]) == (3, 100, 60, "runtime")
+    # (the limiter counts the starts made since it exists: the first was before)
+    assert row["started_in_period"] == 2
+    for h in handles:
+        DBOS.send(h.workflow_id, "go", topic="go")
+    assert [h.get_result() for h in handles] == ["go"] * 3
+    # Options left out keep their values; 'none' lifts a limit.
+    done = relos(db_url, "queue", "set", "cli_cluster.one", "--rate", "none", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "name": "cli_cluster.one", "concurrency": None, "worker_concurrency": 3,
+        "rate_limit": None, "rate_period_seconds": None, "priority_enabled": False,
+        "partitioned": False, "defined_by": "runtime"}
+    # reset: the code's limits come back at the next launch.
+    done = relos(db_url, "queue", "reset", "cli_cluster.one")
+    assert done.returncode == 0 and "next launch" in done.stdout, done.stderr
+    DBOS.destroy()
+    DBOS(config={"system_database_url": db_url, "log_level": "WARNING"})
+    DBOS.launch()
+    [row] = [q for q in json.loads(relos(db_url, "queue", "list", "--json").stdout)
+             if q["name"] == "cli_cluster.one"]
+    assert (row["worker_concurrency"], row["defined_by"]) == (1, "code")
+
+
+def test_queue_set_refuses_bad_input_and_changes_nothing(dbos: Any, db_url: str) -> None:
+    def listed() -> dict[str, Any]:
+        rows = json.loads(relos(db_url, "queue", "list", "--json").stdout)
+        [row] = [q for q in rows if q["name"] == "cli_cluster.q"]
+        return row
+
+    before = listed()
+    for args, message in [
+        (("--concurrency", "many"), "--concurrency takes a whole number or 'none'"),
+        (("--concurrency", "0"), "concurrency must be a whole number >= 1"),
+        (("--worker-concurrency", "9"), "worker_concurrency (9) cannot exceed concurrency (4)"),
+        (("--rate", "50"), "--rate takes STARTS/SECONDS"),
+        (("--rate", "50/-1"), "must be a positive number of seconds"),
+        ((), "nothing to change"),
+    ]:
+        done = relos(db_url, "queue", "set", "cli_cluster.q", *args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line, line
+    assert listed() == before
+    for command in ("set", "reset"):
+        options = ("--concurrency", "2") if command == "set" else ()
+        done = relos(db_url, "queue", command, "no.such.queue", *options)
+        assert done.returncode == 1 and "no queue named 'no.such.queue'" in done.stderr

@@ -68,6 +68,21 @@ def test_runtime_row_wins_over_code(store: SystemStore) -> None:
     assert (again.concurrency, again.rate_limit, again.rate_period_ms) == (None, 4, 100)
 
 
+def test_a_released_queue_takes_the_codes_limits_at_the_next_save(store: SystemStore) -> None:
+    store.save_queue(qrow("a", concurrency=3))
+    runtime = store.save_queue(replace(qrow("a", concurrency=9), defined_by="runtime"))
+    assert store.release_queue("a", T0 + 7) is True
+    # The limits stay until code saves its row; the row is the code's now.
+    assert store.get_queues(["a"]) == [replace(runtime, defined_by="code", updated_at=T0 + 7)]
+    code = store.save_queue(replace(qrow("a", concurrency=3), updated_at=T0 + 8))
+    assert (code.concurrency, code.defined_by, code.updated_at) == (3, "code", T0 + 8)
+    # Releasing a queue from code changes nothing; an unknown name is reported.
+    assert store.release_queue("a", T0 + 9) is True
+    assert store.get_queues(["a"]) == [code]
+    assert store.release_queue("nope", T0) is False
+    assert store.get_queues(["nope"]) == []
+
+
 # --- dequeue ----------------------------------------------------------------------------------
 
 

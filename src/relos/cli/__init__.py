@@ -7,6 +7,7 @@
     relos workflow list        # inspect and operate on workflows
     relos workflow get|steps|cancel|resume|fork ...
     relos queue list           # queues, their limits and depths
+    relos queue set|reset NAME # change a queue's limits at run time, or hand them back
     relos schedule list        # cron schedules; get|pause|resume|delete|trigger|backfill
     relos executors            # the executor processes, live and dead
     relos versions list        # application versions; set-latest NAME to roll back

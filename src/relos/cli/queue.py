@@ -1,7 +1,10 @@
-"""``relos queue list``: the queues, their limits and how much work waits in each."""
+"""``relos queue list``: the queues, their limits and how much work waits in
+each; ``relos queue set``: change a queue's limits for every executor, at run
+time; ``relos queue reset``: hand them back to the application's code."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import click
@@ -9,12 +12,14 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from relos import errors, queues
 from relos.cli import common
+from relos.store.base import QueueRow
 
 
 @click.group()
 def queue() -> None:
-    """Inspect queues."""
+    """Inspect queues and change their limits."""
 
 
 def _limit(value: int | None) -> str:
@@ -95,3 +100,111 @@ def list_queues(database_url: str | None, as_json: bool) -> None:
                       _age(d["longest_wait_seconds"]), _limit(d["concurrency"]),
                       _limit(d["worker_concurrency"]), rate, options or "-")
     out.print(table)
+
+
+def _count(value: str | None, option: str, current: int | None) -> int | None:
+    """A limit option's value: the current one when not given, None for 'none'."""
+    if value is None:
+        return current
+    if value.strip().lower() == "none":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.ConfigError(f"{option} takes a whole number or 'none', not {value!r}"
+                                 ) from None
+
+
+def _rate(value: str | None, row: QueueRow) -> dict[str, Any] | None:
+    """The --rate option as a limiter (the current one when not given)."""
+    if value is None:
+        if row.rate_limit is None or row.rate_period_ms is None:
+            return None
+        return {"limit": row.rate_limit, "period": row.rate_period_ms / 1000}
+    if value.strip().lower() == "none":
+        return None
+    limit, slash, period = value.partition("/")
+    try:
+        if not slash:
+            raise ValueError
+        return {"limit": int(limit), "period": float(period)}
+    except ValueError:
+        raise errors.ConfigError(
+            f"--rate takes STARTS/SECONDS (e.g. 50/30: at most 50 starts in any 30 seconds) "
+            f"or 'none', not {value!r}") from None
+
+
+def _stored(store: Any, name: str) -> QueueRow:
+    found = store.get_queues([name])
+    if not found:
+        raise errors.QueueNotFoundError(name)
+    row: QueueRow = found[0]
+    return row
+
+
+_LIMIT_HELP = "A whole number, or 'none' for no limit."
+
+
+@queue.command("set")
+@click.argument("name")
+@click.option("--concurrency", metavar="N|none",
+              help="Most workflows of the queue running at once in the cluster. " + _LIMIT_HELP)
+@click.option("--worker-concurrency", metavar="N|none",
+              help="Most running at once in each executor process. " + _LIMIT_HELP)
+@click.option("--rate", metavar="STARTS/SECONDS|none",
+              help="Most starts in any SECONDS seconds, e.g. 50/30; 'none': no rate limit.")
+@click.option("--priority/--no-priority", default=None,
+              help="Whether lower priority values start first.")
+@click.option("--partitioned/--not-partitioned", default=None,
+              help="Whether each partition key is limited on its own.")
+@common.database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the stored queue as JSON.")
+def set_queue(name: str, concurrency: str | None, worker_concurrency: str | None,
+              rate: str | None, priority: bool | None, partitioned: bool | None,
+              database_url: str | None, as_json: bool) -> None:
+    """Change a stored queue's limits for every executor (each picks the change
+    up within about a second); the options left out keep their values. The
+    limits are then set at run time: the application's code no longer replaces
+    them at launch, until `relos queue reset`."""
+    if all(v is None for v in (concurrency, worker_concurrency, rate, priority, partitioned)):
+        raise errors.ConfigError(
+            "nothing to change: give at least one of --concurrency, --worker-concurrency, "
+            "--rate, --priority/--no-priority, --partitioned/--not-partitioned")
+    with common.opened_store(common.resolve_url(database_url)) as store:
+        row = _stored(store, name)
+        # (validated as DBOS.register_queue validates them: the same errors)
+        new = queues.queue_row(
+            name, _count(concurrency, "--concurrency", row.concurrency),
+            _count(worker_concurrency, "--worker-concurrency", row.worker_concurrency),
+            _rate(rate, row), row.priority_enabled if priority is None else priority,
+            row.partitioned if partitioned is None else partitioned, defined_by="runtime")
+        saved = store.save_queue(dataclasses.replace(new, updated_at=common.now_ms(store)))
+    _report(saved, as_json, f"queue {name!r} now has")
+
+
+@queue.command("reset")
+@click.argument("name")
+@common.database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the stored queue as JSON.")
+def reset_queue(name: str, database_url: str | None, as_json: bool) -> None:
+    """Hand a queue's limits back to the application's code: they stay as they
+    are until an executor whose code defines the queue launches, which stores
+    the code's limits."""
+    with common.opened_store(common.resolve_url(database_url)) as store:
+        if not store.release_queue(name, common.now_ms(store)):
+            raise errors.QueueNotFoundError(name)
+        saved = _stored(store, name)
+    _report(saved, as_json, f"queue {name!r} follows the code's limits from the next "
+                            f"launch; until then it keeps")
+
+
+def _report(row: QueueRow, as_json: bool, lead: str) -> None:
+    if as_json:
+        common.print_json({
+            "name": row.name, "concurrency": row.concurrency,
+            "worker_concurrency": row.worker_concurrency, "rate_limit": row.rate_limit,
+            "rate_period_seconds": row.rate_period_ms / 1000 if row.rate_period_ms else None,
+            "priority_enabled": row.priority_enabled, "partitioned": row.partitioned,
+            "defined_by": row.defined_by})
+        return
+    common.console().print(f"{lead} {queues.describe(row)}")

@@ -569,6 +569,13 @@ class SystemStore(abc.ABC):
         a run-time row replaces anything."""
 
     @abc.abstractmethod
+    def release_queue(self, name: str, now: int) -> bool:
+        """Hand a queue's limits back to the application's code: its row, if
+        set at run time, is marked as from code (its limits unchanged), so the
+        next :meth:`save_queue` of a row from code replaces it. Returns False
+        when no queue has that name."""
+
+    @abc.abstractmethod
     def get_queues(self, names: list[str] | None = None) -> list[QueueRow]:
         """Stored queue rows, all of them or those named."""
 

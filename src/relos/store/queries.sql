@@ -147,6 +147,11 @@ SET concurrency = excluded.concurrency, worker_concurrency = excluded.worker_con
     defined_by = excluded.defined_by, updated_at = excluded.updated_at
 WHERE excluded.defined_by = 'runtime' OR queues.defined_by = 'code'
 
+-- name: release_queue
+UPDATE {p}queues
+SET defined_by = 'code', updated_at = CASE WHEN defined_by = 'code' THEN updated_at ELSE :now END
+WHERE name = :name
+
 -- name: get_queue
 SELECT {queue_columns} FROM {p}queues WHERE name = :name
 

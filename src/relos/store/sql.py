@@ -641,6 +641,9 @@ class SQLStore(base.SystemStore):
     def save_queue(self, row: base.QueueRow) -> base.QueueRow:
         return queue_sql.save_queue(self, row)
 
+    def release_queue(self, name: str, now: int) -> bool:
+        return self._run(self.q["release_queue"], {"name": name, "now": now}) == 1
+
     def get_queues(self, names: list[str] | None = None) -> list[base.QueueRow]:
         return queue_sql.get_queues(self, names)
 
