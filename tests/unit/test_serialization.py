@@ -461,7 +461,7 @@ def test_value_error_names_what_type_and_path() -> None:
     )
     with pytest.raises(SerializationError, match=r"step 's' \(type function\)"):
         serialize_value(JSON, lambda: 1, "the return value of step 's'")
-    with pytest.raises(SerializationError, match=r"type EnumType at \[0\]\{\.\.\.\}"):
+    with pytest.raises(SerializationError, match=r"type Enum(Type|Meta) at \[0\]\{\.\.\.\}"):
         serialize_value(JSON, [frozenset({Color})], "v")
 
 
