@@ -28,6 +28,12 @@ INSERT, a worker's claim (UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING, as
 soon as the INSERT returned) and its completion (UPDATE); no history, no
 notification, no index beyond the key and the status.
 
+``--backend sqlite`` runs the same on one SQLite file: its executors find
+another process's enqueue by the file's commit count (``PRAGMA
+data_version``, read every 20 ms by each dequeuing process) instead of a
+NOTIFY; there is no server CPU to report, and the floor's claim is a plain
+UPDATE (one writer at a time).
+
 ``--task-ms`` makes each task hold its thread that long and ``--threads``
 bounds each executor's threads: with ``--task-ms 50 --threads 4`` an executor
 runs at most 80 tasks a second, and a trickle faster than that needs several.
@@ -37,6 +43,7 @@ Usage::
     python benchmarks/bench_trickle.py --executors 1 4 8 --rate 200 --seconds 10
     python benchmarks/bench_trickle.py --executors 0 --rate 200 --seconds 10
     python benchmarks/bench_trickle.py --executors 4 --rate 200 --task-ms 50 --threads 4
+    python benchmarks/bench_trickle.py --backend sqlite --executors 1 2 --rate 100
 """
 
 from __future__ import annotations
@@ -68,12 +75,21 @@ def _cpu_seconds(pid: int) -> float:
 SETTLE_SECONDS = 6.0
 
 
-def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threads: int = 64
-        ) -> dict[str, Any]:
+def _connect(backend: str, url: str) -> Any:
+    """An autocommit connection for the benchmark's own SQL, and the tables' prefix."""
+    if backend == "sqlite":
+        import sqlite3
+
+        return sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None), ""
     import psycopg
 
+    return psycopg.connect(url, autocommit=True), "relos."
+
+
+def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threads: int = 64,
+        backend: str = "postgres") -> dict[str, Any]:
     tasks = int(rate * seconds)
-    with database("postgres") as url:
+    with database(backend) as url:
         DBOS.destroy()
         own = executors == 0  # this process runs the tasks, else it only enqueues
         DBOS.listen_queues(["bench.tasks"] if own else [])
@@ -81,7 +97,7 @@ def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threa
                      "max_workflow_threads": threads})
         DBOS.launch()
         procs: list[subprocess.Popen[str]] = []
-        stats = psycopg.connect(url, autocommit=True)
+        stats, prefix = _connect(backend, url)
         try:
             procs = bench_tasks.start_workers(url, executors, threads)
             pids = [p.pid for p in procs] if procs else [os.getpid()]
@@ -101,12 +117,12 @@ def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threa
                         time.sleep(pause)
                 enqueue_s = time.perf_counter() - t0
                 while stats.execute(
-                        "SELECT count(*) FROM relos.workflow_status WHERE status <> 'SUCCESS'"
+                        f"SELECT count(*) FROM {prefix}workflow_status WHERE status <> 'SUCCESS'"
                 ).fetchone()[0]:  # type: ignore[index]
                     time.sleep(0.05)
             cpu = sum(_cpu_seconds(pid) - cpu0[pid] for pid in pids)
             waits = sorted(r[0] for r in stats.execute(
-                "SELECT started_at - created_at FROM relos.workflow_status").fetchall())
+                f"SELECT started_at - created_at FROM {prefix}workflow_status").fetchall())
         finally:
             for proc in procs:
                 if proc.stdin is not None:
@@ -122,7 +138,7 @@ def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threa
             DBOS.destroy()
     return {
         "executors": executors, "tasks": tasks, "rate": tasks / enqueue_s,
-        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks,
+        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks if backend == "postgres" else 0.0,
         "executor_cpu_us": 1e6 * cpu / tasks,
         "claims_per_task": sum(c["claims"] for c in counted) / tasks,
         "empty_claims_per_task": sum(c["empty_claims"] for c in counted) / tasks,
@@ -132,17 +148,22 @@ def run(executors: int, rate: float, seconds: float, task_ms: float = 0.0, threa
     }
 
 
-def run_floor(rate: float, seconds: float) -> dict[str, Any]:
-    import psycopg
-
+def run_floor(rate: float, seconds: float, backend: str = "postgres") -> dict[str, Any]:
     tasks = int(rate * seconds)
-    with database("postgres") as url:
-        enqueuer = psycopg.connect(url, autocommit=True)
-        worker = psycopg.connect(url, autocommit=True)
+    # (SQLite has one writer at a time: a claim is a plain UPDATE there)
+    lock = " FOR UPDATE SKIP LOCKED" if backend == "postgres" else ""
+    mark = "%s" if backend == "postgres" else "?"
+    with database(backend) as url:
+        enqueuer, _ = _connect(backend, url)
+        worker, _ = _connect(backend, url)
+        if backend == "sqlite":
+            for conn in (enqueuer, worker):
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
         try:
             enqueuer.execute("CREATE TABLE floor_trickle (id BIGINT PRIMARY KEY, "
                              "status TEXT NOT NULL, inputs TEXT, output TEXT, owner TEXT)")
-            enqueuer.execute("CREATE INDEX ON floor_trickle (status, id)")
+            enqueuer.execute("CREATE INDEX floor_trickle_status ON floor_trickle (status, id)")
             time.sleep(SETTLE_SECONDS)
             waits = []
             with ServerCPU() as server:
@@ -150,14 +171,14 @@ def run_floor(rate: float, seconds: float) -> dict[str, Any]:
                 for i in range(tasks):
                     enqueued = time.perf_counter()
                     enqueuer.execute("INSERT INTO floor_trickle (id, status, inputs) "
-                                     "VALUES (%s, 'ENQUEUED', '[1]')", (i,))
+                                     f"VALUES ({mark}, 'ENQUEUED', '[1]')", (i,))
                     [(claimed,)] = worker.execute(
                         "UPDATE floor_trickle SET status = 'PENDING', owner = 'me' WHERE id IN "
                         "(SELECT id FROM floor_trickle WHERE status = 'ENQUEUED' ORDER BY id "
-                        "LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id").fetchall()
+                        f"LIMIT 1{lock}) RETURNING id").fetchall()
                     waits.append(1000 * (time.perf_counter() - enqueued))
                     worker.execute("UPDATE floor_trickle SET status = 'SUCCESS', output = '2' "
-                                   "WHERE id = %s", (claimed,))
+                                   f"WHERE id = {mark}", (claimed,))
                     pause = t0 + (i + 1) / rate - time.perf_counter()
                     if pause > 0:
                         time.sleep(pause)
@@ -168,7 +189,8 @@ def run_floor(rate: float, seconds: float) -> dict[str, Any]:
     waits.sort()
     return {
         "executors": 0, "floor": True, "tasks": tasks, "rate": tasks / elapsed,
-        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks, "executor_cpu_us": 0.0,
+        "server_cpu_us": 1e6 * (server.seconds or 0.0) / tasks if backend == "postgres" else 0.0,
+        "executor_cpu_us": 0.0,
         "claims_per_task": 1.0, "empty_claims_per_task": 0.0,
         "wait_ms_p50": statistics.median(waits),
         "wait_ms_p99": waits[int(0.99 * (len(waits) - 1))], "wait_ms_max": waits[-1],
@@ -177,6 +199,7 @@ def run_floor(rate: float, seconds: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--executors", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--rate", type=float, default=200.0, help="enqueues a second")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -195,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--task-ms must be 0 or more and --threads 1 or more")
     results = []
     for _ in range(args.repeat):
-        results += [run(n, args.rate, args.seconds, args.task_ms, args.threads)
+        results += [run(n, args.rate, args.seconds, args.task_ms, args.threads, args.backend)
                     for n in args.executors]
         if not args.no_floor:
-            results.append(run_floor(args.rate, args.seconds))
+            results.append(run_floor(args.rate, args.seconds, args.backend))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -289,6 +289,48 @@ def test_enqueues_are_announced_to_other_processes(
         other.close()
 
 
+def test_sqlite_listener_tells_of_other_connections_enqueues(
+        store: SystemStore, db_url: str, make_workflow: Callable[..., WorkflowRow]) -> None:
+    """SQLite cannot announce an enqueue: a dequeuing process's listener
+    watches the file's commit count and, when it moves, tells of each queue
+    that newly inserted workflows wait in (ENQUEUED or DELAYED), once; not of
+    other writes. A process that dequeues nothing hears nothing."""
+    if store.backend != "sqlite":
+        pytest.skip("PostgreSQL announces each enqueue by NOTIFY (the test above)")
+    listening, deaf = open_store(db_url), open_store(db_url)
+    heard: list[tuple[str, str]] = []
+    unheard: list[tuple[str, str]] = []
+
+    def wait_for(expected: list[tuple[str, str]]) -> None:
+        deadline = time.monotonic() + 10
+        while len(heard) < len(expected):
+            assert time.monotonic() < deadline, f"heard {heard}, expected {expected}"
+            time.sleep(0.01)
+        time.sleep(0.2)  # (and nothing more)
+        assert sorted(heard) == sorted(expected)
+        heard.clear()
+
+    try:
+        listening.start_listener(lambda channel, key: heard.append((channel, key)))
+        deaf.start_listener(lambda channel, key: unheard.append((channel, key)), queues=False)
+        time.sleep(0.3)  # (the listener reads the count a first time)
+        store.enqueue([queued("w1", "qa"), queued("w2", "qa"), queued("w3", "qb")])
+        wait_for([("queues", "qa"), ("queues", "qb")])
+        store.enqueue([queued("w4", "qc", status=DELAYED, delay_until_epoch_ms=T0 + 10)])
+        wait_for([("queues", "qc")])
+        # Other writes: a workflow that waits in no queue, a claim.
+        store.insert_workflow(make_workflow("direct"))
+        dequeue(store, qrow("qa"))
+        time.sleep(0.3)
+        assert heard == [] and unheard == []
+    finally:
+        listening.close()
+        deaf.close()
+    # Closed: its thread is gone.
+    assert not any(t.name == "relos-sqlite-watch" and t.is_alive()
+                   for t in threading.enumerate())
+
+
 def test_concurrent_enqueues_combined_keep_each_callers_outcome(
         store: SystemStore, db_url: str) -> None:
     """Enqueues that wait while another is written go in together as one

@@ -582,11 +582,10 @@ def started_after_delay(tag: str, end: int) -> float:
 
 def test_another_processs_delayed_workflow_starts_on_time_where_enqueues_are_heard(
         db_url: str, backend: str, raw_store: SystemStore) -> None:
-    """On PostgreSQL an enqueue of a DELAYED workflow is announced like any
-    other: an idle executor hearing it reads the next delay end again and
-    wakes up then, not at its next poll (10 s here) nor the one after."""
-    if backend != "postgres":
-        pytest.skip("SQLite cannot announce another process's enqueue")
+    """An enqueue of a DELAYED workflow is heard like any other (PostgreSQL:
+    announced; SQLite: seen by the listener): an idle executor hearing it
+    reads the next delay end again and wakes up then, not at its next poll
+    (10 s here) nor the one after."""
     with launched(db_url, listen=[basic_queue], poll_interval_seconds=10.0,
                   use_listen_notify=True):
         time.sleep(0.5)  # (the runner has read the next delay end: none, and gone idle)
@@ -599,8 +598,6 @@ def test_another_processs_delayed_workflow_starts_on_time_while_the_executor_is_
 ) -> None:
     """The same while the executor is busy with another queue: the delayed
     workflow's queue, which came up empty, is not left out past its delay."""
-    if backend != "postgres":
-        pytest.skip("SQLite cannot announce another process's enqueue")
     monkeypatch.setattr(queues, "_queues", dict(queues.registered()))  # (defined here only)
     quiet = Queue("tq_quiet_" + uuid.uuid4().hex[:6])
     with launched(db_url, listen=[basic_queue, quiet], max_workflow_threads=2,

@@ -414,7 +414,11 @@ def test_a_schedule_of_a_workflow_this_process_lacks_is_left_and_said_once(dbos,
 @pytest.mark.slow
 def test_schedule_on_three_processes_fires_each_tick_exactly_once(db_url, tmp_path):
     log = tmp_path / f"ticks-{uuid.uuid4().hex}.log"
-    open_store(db_url).migrate()  # created once up front, not raced by the processes
+    setup = open_store(db_url)
+    try:
+        setup.migrate()  # created once up front, not raced by the processes
+    finally:
+        setup.close()
     start_at = time.time() + 2.0
     stop_at = start_at + 5.0
     procs = [subprocess.Popen([sys.executable, str(APP), db_url, str(log), str(start_at),

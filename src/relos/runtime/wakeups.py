@@ -19,7 +19,9 @@ until something may have changed that: each round used to poll every
 listened queue, one query each, however few of them had work (an executor
 with two threads and fifty idle queues besides its busy one ran 35% fewer
 workflows a second). Only where other processes' enqueues are heard
-(LISTEN/NOTIFY on PostgreSQL), and only for queues without a global budget
+(LISTEN/NOTIFY on PostgreSQL; on SQLite the listener watches the file's commit
+count and reads which queues new rows wait in), and only for queues without a
+global budget
 (for one with a concurrency or rate limit, or partitions, an empty claim may
 mean a full budget, which finishing workflows elsewhere free without a word).
 """
@@ -176,7 +178,7 @@ class DryQueues:
         before the first round reads the database: none is missed)."""
         self._since.clear()
         rt = self.rt
-        if not (rt.store.pushes_notifications and rt.config.use_listen_notify):
+        if not (rt.store.tells_enqueues and rt.config.use_listen_notify):
             yield  # (other processes' enqueues are not heard: poll every queue each round)
             return
         with contextlib.ExitStack() as stack:

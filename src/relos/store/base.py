@@ -305,6 +305,11 @@ class SystemStore(abc.ABC):
     #: True when other processes' writes are announced (LISTEN/NOTIFY) so
     #: waiters may poll rarely; False when waiters must poll.
     pushes_notifications: bool = False
+    #: True when the listener (``start_listener`` with ``queues``) tells of
+    #: other processes' enqueues, queue by queue: a dequeuer then need not
+    #: poll a queue that came up empty until it hears of one (or its poll
+    #: interval passes).
+    tells_enqueues: bool = False
     #: True when write transactions on different connections run at once
     #: (two claims of one queue without a global budget each skip the rows
     #: the other locked); False when writers take turns anyway (SQLite).
@@ -337,9 +342,11 @@ class SystemStore(abc.ABC):
         that dequeues nothing need not hear every enqueue; the key is the queue
         name) or wakes a suspended workflow (channel ``wake``, key ``*``), or
         tells that an executor serving a queue is full (channel
-        ``queues_full``, the key is the queue name: :meth:`announce_full`). A
-        no-op where the backend cannot announce changes
-        (``pushes_notifications`` is False)."""
+        ``queues_full``, the key is the queue name: :meth:`announce_full`).
+        Where the backend cannot announce changes (``pushes_notifications`` is
+        False: SQLite) only enqueues are told of, when ``queues`` is True: soon
+        after another connection inserted workflows that still wait in a queue
+        (not workflows put back in one)."""
 
     def announce_full(self, queue_name: str) -> None:
         """Tell the other executors serving the queue that this one heard an
