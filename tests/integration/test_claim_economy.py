@@ -43,7 +43,7 @@ SLOW_POLL = 20.0
 
 def _postgres_only(backend: str) -> None:
     if backend != "postgres":
-        pytest.skip("SQLite cannot announce another process's enqueue: its runners poll")
+        pytest.skip("NOTIFY echoes, hold-backs and full notices: PostgreSQL only")
 
 
 def _count_claims(queue_name: str) -> list[tuple[float, int]]:
