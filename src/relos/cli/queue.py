@@ -39,6 +39,21 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _limits(name: str, q: QueueRow | None) -> dict[str, Any]:
+    """A queue's stored limits as JSON (a queue with workflows but no stored
+    row has none)."""
+    return {
+        "name": name,
+        "concurrency": q.concurrency if q else None,
+        "worker_concurrency": q.worker_concurrency if q else None,
+        "rate_limit": q.rate_limit if q else None,
+        "rate_period_seconds": q.rate_period_ms / 1000 if q and q.rate_period_ms else None,
+        "priority_enabled": q.priority_enabled if q else False,
+        "partitioned": q.partitioned if q else False,
+        "defined_by": q.defined_by if q else None,
+    }
+
+
 @queue.command("list")
 @common.database_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -62,15 +77,8 @@ def list_queues(database_url: str | None, as_json: bool) -> None:
         q = rows.get(name)
         depth = depths.get(name, {"ENQUEUED": 0, "DELAYED": 0, "PENDING": 0})
         data.append({
-            "name": name,
-            "concurrency": q.concurrency if q else None,
-            "worker_concurrency": q.worker_concurrency if q else None,
-            "rate_limit": q.rate_limit if q else None,
-            "rate_period_seconds": q.rate_period_ms / 1000 if q and q.rate_period_ms else None,
+            **_limits(name, q),
             "started_in_period": started.get(name),
-            "priority_enabled": q.priority_enabled if q else False,
-            "partitioned": q.partitioned if q else False,
-            "defined_by": q.defined_by if q else None,
             "enqueued": depth["ENQUEUED"], "delayed": depth["DELAYED"],
             "running": depth["PENDING"],
             "longest_wait_seconds": (max(0, now - waiting[name]) / 1000
@@ -200,11 +208,6 @@ def reset_queue(name: str, database_url: str | None, as_json: bool) -> None:
 
 def _report(row: QueueRow, as_json: bool, lead: str) -> None:
     if as_json:
-        common.print_json({
-            "name": row.name, "concurrency": row.concurrency,
-            "worker_concurrency": row.worker_concurrency, "rate_limit": row.rate_limit,
-            "rate_period_seconds": row.rate_period_ms / 1000 if row.rate_period_ms else None,
-            "priority_enabled": row.priority_enabled, "partitioned": row.partitioned,
-            "defined_by": row.defined_by})
+        common.print_json(_limits(row.name, row))
         return
     common.console().print(f"{lead} {queues.describe(row)}")

@@ -178,8 +178,11 @@ class DryQueues:
         before the first round reads the database: none is missed)."""
         self._since.clear()
         rt = self.rt
-        if not (rt.store.tells_enqueues and rt.config.use_listen_notify):
-            yield  # (other processes' enqueues are not heard: poll every queue each round)
+        if not rt.config.use_listen_notify:
+            # (no listener runs: other processes' enqueues are not heard, so
+            # every queue is polled each round; every store's listener tells
+            # of them, queue by queue: see SystemStore.start_listener)
+            yield
             return
         with contextlib.ExitStack() as stack:
             self._heard = {n: stack.enter_context(rt.notifier.subscribe([("queues", n)]))

@@ -226,7 +226,6 @@ class PostgresStore(SQLStore):
     paramstyle = "pyformat"
     marker = "%s"
     pushes_notifications = True
-    tells_enqueues = True
     concurrent_writers = True
 
     def __init__(self, url: str, *, schema: str = "relos", pool_size: int = 16,

@@ -81,7 +81,6 @@ class SQLiteStore(SQLStore):
     backend = "sqlite"
     paramstyle = "named"
     pushes_notifications = False
-    tells_enqueues = True
 
     def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 30000):
         sync = synchronous.upper()
