@@ -13,6 +13,7 @@ DBOS Transact's::
         send_reminder_email(email)
 """
 
+from relos.client import DBOSClient, EnqueueOptions
 from relos.config import Config
 from relos.dbos import DBOS
 from relos.errors import (
@@ -53,6 +54,8 @@ from relos.store.base import (
 
 __all__ = [
     "DBOS",
+    "DBOSClient",
+    "EnqueueOptions",
     "Config",
     "Queue",
     "SetEnqueueOptions",

@@ -228,7 +228,7 @@ class Queue:
                 f"say), not {type(calls).__name__}: enqueue_many(fn, [(1,), (2,)])")
         rt = _rt()
         batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
-            (item, {}) if type(item) is tuple else _call(item) for item in calls]
+            (item, {}) if type(item) is tuple else as_call(item) for item in calls]
         ids = enqueueing.enqueue(rt, _workflow_info(func), self, batch)
         return [WorkflowHandle(rt, wid) for wid in ids]
 
@@ -236,7 +236,7 @@ class Queue:
         return f"Queue({self.name!r})"
 
 
-def _call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def as_call(item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """One item of ``enqueue_many``'s calls as (args, kwargs)."""
     if isinstance(item, Call):
         return tuple(item.args), dict(item.kwargs or {})
@@ -258,7 +258,7 @@ class Call:
 
 
 @dataclass(frozen=True)
-class EnqueueOptions:
+class EnqueueSettings:
     deduplication_id: str | None = None
     priority: int | None = None
     delay_seconds: float | None = None
@@ -267,13 +267,13 @@ class EnqueueOptions:
     return_existing: bool = False
 
 
-_NO_OPTIONS = EnqueueOptions()
-_options: contextvars.ContextVar[EnqueueOptions | None] = contextvars.ContextVar(
+_NO_OPTIONS = EnqueueSettings()
+_options: contextvars.ContextVar[EnqueueSettings | None] = contextvars.ContextVar(
     "relos_enqueue_options", default=None
 )
 
 
-def current_options() -> EnqueueOptions:
+def current_options() -> EnqueueSettings:
     return _options.get() or _NO_OPTIONS
 
 
@@ -319,9 +319,9 @@ class SetEnqueueOptions:
                     f"app_version must be a non-empty string (an application version, "
                     f"as `relos versions list` shows them), not {app_version!r}")
             identifiers.check(app_version, "the app_version")
-        self.options = EnqueueOptions(deduplication_id, priority, delay_seconds,
+        self.options = EnqueueSettings(deduplication_id, priority, delay_seconds,
                                       queue_partition_key, app_version, return_existing)
-        self._token: contextvars.Token[EnqueueOptions | None] | None = None
+        self._token: contextvars.Token[EnqueueSettings | None] | None = None
 
     def __enter__(self) -> SetEnqueueOptions:
         self._token = _options.set(replace(self.options))

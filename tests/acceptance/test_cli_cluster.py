@@ -18,15 +18,28 @@ cli_queue = Queue("cli_cluster.q", concurrency=4, worker_concurrency=2,
 one_at_a_time = Queue("cli_cluster.one", worker_concurrency=1)
 
 
+@DBOS.workflow(name="cli_cluster.add")
+def add(a: int, b: int, *, times: int = 1) -> dict[str, int]:
+    if a < 0:
+        raise ValueError(f"no negative numbers: {a}")
+    return {"sum": (a + b) * times}
+
+
 @DBOS.workflow(name="cli_cluster.wait")
 def wait_for_go() -> str:
     return str(DBOS.recv("go", timeout_seconds=60))
 
 
 def relos(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``relos ARGS`` on ``url`` (given by --database-url, or by the
+    environment after a ``--``, past which options are arguments)."""
     env = {k: v for k, v in os.environ.items() if k != "RELOS_SYSTEM_DATABASE_URL"}
     env["COLUMNS"] = "160"
-    return subprocess.run([sys.executable, "-m", "relos.cli", *args, "--database-url", url],
+    if "--" in args:
+        env["RELOS_SYSTEM_DATABASE_URL"] = url
+    else:
+        args = (*args, "--database-url", url)
+    return subprocess.run([sys.executable, "-m", "relos.cli", *args],
                           capture_output=True, text=True, timeout=60, env=env)
 
 
@@ -166,3 +179,57 @@ def test_queue_set_refuses_bad_input_and_changes_nothing(dbos: Any, db_url: str)
         options = ("--concurrency", "2") if command == "set" else ()
         done = relos(db_url, "queue", command, "no.such.queue", *options)
         assert done.returncode == 1 and "no queue named 'no.such.queue'" in done.stderr
+
+
+def test_queue_enqueue_by_name_and_wait(dbos: Any, db_url: str) -> None:
+    done = relos(db_url, "queue", "enqueue", "cli_cluster.one", "cli_cluster.add", "2", "3",
+                 "--kwarg", "times=4", "--id", "cli-add-1", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data == {"workflow_id": "cli-add-1", "queue_name": "cli_cluster.one",
+                    "workflow_name": "cli_cluster.add", "status": "SUCCESS",
+                    "output": {"sum": 20}, "error": None}
+    status = DBOS.get_workflow_status("cli-add-1")
+    assert status is not None and status.input == {"args": (2, 3), "kwargs": {"times": 4}}
+
+    failed = relos(db_url, "queue", "enqueue", "cli_cluster.one", "cli_cluster.add", "--wait",
+                   "--", "-1", "0")  # (-- before arguments that start with '-')
+    assert failed.returncode == 1, failed.stderr
+    assert "ERROR" in failed.stdout and "no negative numbers: -1" in failed.stdout
+
+    # without --wait: enqueued, and the executor runs it
+    queued = relos(db_url, "queue", "enqueue", "cli_cluster.one", "cli_cluster.add", "1", "1",
+                   "--priority", "0", "--json")
+    assert queued.returncode == 0, queued.stderr
+    workflow_id = json.loads(queued.stdout)["workflow_id"]
+    assert DBOS.retrieve_workflow(workflow_id).get_result() == {"sum": 2}
+
+    # a wait that ends first: exit status 2, the workflow goes on
+    slow = relos(db_url, "queue", "enqueue", "cli_cluster.one", "cli_cluster.wait", "--wait",
+                 "--wait-timeout", "0.5", "--json")
+    assert slow.returncode == 2, slow.stderr
+    slow_id = json.loads(slow.stdout)["workflow_id"]
+    DBOS.send(slow_id, "go", topic="go")
+    assert DBOS.retrieve_workflow(slow_id).get_result() == "go"
+
+
+def test_queue_enqueue_refuses_bad_input_and_enqueues_nothing(dbos: Any, db_url: str) -> None:
+    before = len(DBOS.list_workflows())
+    for args, message in [
+        (("cli_cluster.one", "cli_cluster.add", "two"),
+         "argument #0 must be a JSON value"),
+        (("cli_cluster.one", "cli_cluster.add", "1", "--kwarg", "times"),
+         "--kwarg takes NAME=JSON"),
+        (("cli_cluster.one", "cli_cluster.add", "1", "--kwarg", "times=x"),
+         "--kwarg times must be a JSON value"),
+        (("no.such.queue", "cli_cluster.add"), "no queue named 'no.such.queue'"),
+        (("cli_cluster.one", "cli_cluster.add", "--priority", "1"), "does not have priorities"),
+        (("cli_cluster.one", "cli_cluster.add", "--delay", "-5"), "delay_seconds must be"),
+        (("cli_cluster.one", "cli_cluster.add", "--workflow-timeout", "0"),
+         "workflow_timeout must be a positive number"),
+    ]:
+        done = relos(db_url, "queue", "enqueue", *args)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line, line
+    assert len(DBOS.list_workflows()) == before

@@ -1,10 +1,13 @@
 """``relos queue list``: the queues, their limits and how much work waits in
 each; ``relos queue set``: change a queue's limits for every executor, at run
-time; ``relos queue reset``: hand them back to the application's code."""
+time; ``relos queue reset``: hand them back to the application's code;
+``relos queue enqueue``: enqueue a workflow by name (through ``DBOSClient``)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from typing import Any
 
 import click
@@ -14,12 +17,18 @@ from rich.text import Text
 
 from relos import errors, queues
 from relos.cli import common
-from relos.store.base import QueueRow
+from relos.store.base import (
+    CANCELLED,
+    ERROR,
+    MAX_RECOVERY_ATTEMPTS_EXCEEDED,
+    SUCCESS,
+    QueueRow,
+)
 
 
 @click.group()
 def queue() -> None:
-    """Inspect queues and change their limits."""
+    """Inspect queues, change their limits, enqueue workflows."""
 
 
 def _limit(value: int | None) -> str:
@@ -211,3 +220,111 @@ def _report(row: QueueRow, as_json: bool, lead: str) -> None:
         common.print_json(_limits(row.name, row))
         return
     common.console().print(f"{lead} {queues.describe(row)}")
+
+
+# --- enqueue -------------------------------------------------------------------------------
+
+
+def _json_argument(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise errors.ConfigError(
+            f"{what} must be a JSON value (7, 2.5, true, null, \"text\", [1, 2], "
+            f"{{\"a\": 1}}), not {text!r}: quote strings, e.g. '\"{text}\"'") from None
+
+
+def _keyword_arguments(pairs: tuple[str, ...]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.isidentifier():
+            raise errors.ConfigError(f"--kwarg takes NAME=JSON (e.g. note='\"hi\"'), not {pair!r}")
+        kwargs[key] = _json_argument(value, f"--kwarg {key}")
+    return kwargs
+
+
+@queue.command("enqueue")
+@click.argument("name")
+@click.argument("workflow_name")
+@click.argument("arguments", nargs=-1, metavar="[JSON_ARG]...")
+@click.option("--kwarg", "kwarg_pairs", multiple=True, metavar="NAME=JSON",
+              help="A keyword argument (repeatable).")
+@click.option("--id", "workflow_id", default=None,
+              help="The workflow's ID (an ID already used: that workflow, not a new one).")
+@click.option("--priority", type=int, default=None, help="Lower starts first (queues with "
+              "priorities).")
+@click.option("--delay", "delay_seconds", type=float, default=None, metavar="SECONDS",
+              help="Start no earlier than this many seconds from now.")
+@click.option("--deduplication-id", default=None,
+              help="Refuse it while another unfinished workflow of the queue has this ID.")
+@click.option("--partition-key", default=None, help="Its partition (partitioned queues).")
+@click.option("--app-version", default=None, help="Only executors of this version run it.")
+@click.option("--workflow-timeout", type=float, default=None, metavar="SECONDS",
+              help="Cancel it if still running this long after it starts.")
+@click.option("--wait", is_flag=True, help="Wait for it to finish and print its outcome "
+              "(exit status 1 if it failed or was cancelled).")
+@click.option("--wait-timeout", type=float, default=None, metavar="SECONDS",
+              help="With --wait: give up waiting after this long (exit status 2).")
+@common.database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def enqueue_workflow(name: str, workflow_name: str, arguments: tuple[str, ...],
+                     kwarg_pairs: tuple[str, ...], workflow_id: str | None,
+                     priority: int | None, delay_seconds: float | None,
+                     deduplication_id: str | None, partition_key: str | None,
+                     app_version: str | None, workflow_timeout: float | None, wait: bool,
+                     wait_timeout: float | None, database_url: str | None,
+                     as_json: bool) -> None:
+    """Enqueue workflow WORKFLOW_NAME on queue NAME, each argument given as JSON.
+
+    An executor of the application whose code registers WORKFLOW_NAME runs it
+    (until one does, it waits ENQUEUED). Put -- before the arguments when one
+    starts with '-' (a negative number).
+
+    \b
+    Example:
+      relos queue enqueue orders process_order 7 '"express"' --kwarg note='"gift"'
+    """
+    from relos.client import DBOSClient, EnqueueOptions
+
+    args = [_json_argument(a, f"argument #{i}") for i, a in enumerate(arguments)]
+    kwargs = _keyword_arguments(kwarg_pairs)
+    options: EnqueueOptions = {"queue_name": name, "workflow_name": workflow_name}
+    for key, value in (("workflow_id", workflow_id), ("priority", priority),
+                       ("delay_seconds", delay_seconds),
+                       ("deduplication_id", deduplication_id),
+                       ("queue_partition_key", partition_key), ("app_version", app_version),
+                       ("workflow_timeout", workflow_timeout)):
+        if value is not None:
+            options[key] = value  # type: ignore[literal-required]
+    url = common.resolve_url(database_url)
+    with DBOSClient(url) as client:
+        handle = client.enqueue(options, *args, **kwargs)
+        if wait:
+            # (its outcome, or how far it got in time, is read from its row below)
+            with contextlib.suppress(Exception):
+                handle.get_result(wait_timeout)
+    with common.opened_store(url) as store:
+        row = common.get_row(store, handle.workflow_id)
+    waited = wait
+    data: dict[str, Any] = {"workflow_id": row.workflow_id, "queue_name": name,
+                            "workflow_name": row.name, "status": row.status}
+    finished = row.status in (SUCCESS, ERROR, CANCELLED, MAX_RECOVERY_ATTEMPTS_EXCEEDED)
+    if waited and finished:
+        data["output"] = common.json_of(common.decode_value(row.output))
+        data["error"] = common.error_json(row.error)
+    if as_json:
+        common.print_json(data)
+    else:
+        out = common.console()
+        out.print(Text.assemble(f"workflow {row.workflow_id} ({row.name}) on queue {name!r}: ",
+                                common.status_text(row.status)))
+        if waited and row.status == SUCCESS:
+            out.print(f"result: {common.show_value(common.decode_value(row.output), None)}")
+        elif waited and finished:
+            out.print(f"error: {common.show_error(row.error, None)}")
+        elif waited:
+            out.print(f"still {row.status} when the wait ended; follow it: "
+                      f"relos workflow get {row.workflow_id}")
+    if waited:
+        raise SystemExit(0 if row.status == SUCCESS else 1 if finished else 2)

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from relos import errors
 from relos.cli import common
+from relos.runtime import management
 from relos.store.base import (
     ALL_STATUSES,
     CANCELLED,
@@ -25,7 +26,6 @@ from relos.store.base import (
     PENDING,
     SUCCESS,
     ListFilter,
-    WorkflowRow,
 )
 
 _RECOVERY_NOTE = (
@@ -278,23 +278,6 @@ def resume_workflow(workflow_id: str, database_url: str | None, as_json: bool) -
 # --- fork ----------------------------------------------------------------------------------
 
 
-def _fork_row(src: WorkflowRow, new_id: str, now: int) -> WorkflowRow:
-    new = WorkflowRow(**vars(src))
-    new.workflow_id = new_id
-    new.status = PENDING
-    new.owner = None
-    new.output = new.error = None
-    new.created_at = new.updated_at = now
-    new.started_at = now
-    new.completed_at = None
-    new.recovery_attempts = 0
-    new.forked_from = src.workflow_id
-    new.deadline_epoch_ms = None
-    new.queue_name = None
-    new.deduplication_id = None
-    return new
-
-
 @workflow.command("fork")
 @click.argument("workflow_id")
 @click.option("--step", "start_step", required=True, type=click.IntRange(min=0), metavar="N",
@@ -317,7 +300,7 @@ def fork_workflow(workflow_id: str, start_step: int, new_id: str | None,
     with common.opened_store(url) as store:
         src = common.get_row(store, workflow_id)
         fork_id = new_id or str(uuid.uuid4())
-        new = _fork_row(src, fork_id, common.now_ms(store))
+        new = management.fork_row(src, fork_id, common.now_ms(store))
         store.fork_workflow(workflow_id, fork_id, start_step, new)
         copied = sum(1 for fid in store.load_steps(fork_id) if fid < start_step)
     if as_json:

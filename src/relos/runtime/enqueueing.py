@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Calls = list[tuple[tuple[Any, ...], dict[str, Any]]]
 
 
-def _check_options(queue: QueueRow, opts: queues.EnqueueOptions) -> None:
+def _check_options(queue: QueueRow, opts: queues.EnqueueSettings) -> None:
     if opts.priority is not None and opts.priority != 0 and not queue.priority_enabled:
         raise errors.ConfigError(
             f"queue {queue.name!r} does not have priorities: create it with "
@@ -43,8 +43,10 @@ def _check_options(queue: QueueRow, opts: queues.EnqueueOptions) -> None:
 
 
 def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
-            options: queues.EnqueueOptions | None = None) -> list[str]:
-    """Enqueue one workflow per call; their IDs, in order."""
+            options: queues.EnqueueSettings | None = None, *,
+            authenticated_user: str | None = None) -> list[str]:
+    """Enqueue one workflow per call; their IDs, in order. Called from a
+    workflow, they run as its user; else as ``authenticated_user``."""
     opts = options or queues.current_options()
     row_q = rt.queue_settings(queue.name) or queue.row
     _check_options(row_q, opts)
@@ -77,7 +79,7 @@ def enqueue(rt: Runtime, info: WorkflowInfo, queue: queues.Queue, calls: Calls,
         status=DELAYED if delay_ms > 0 else ENQUEUED, name=info.name,
         executor_id=rt.config.executor_id, created_at=now, updated_at=now,
         application_version=opts.app_version, application_id=rt.config.name,
-        authenticated_user=parent.authenticated_user if parent else None,
+        authenticated_user=parent.authenticated_user if parent else authenticated_user,
         parent_workflow_id=parent.workflow_id if parent else None,
         queue_name=queue.name, deduplication_id=opts.deduplication_id,
         priority=opts.priority or 0, recovery_attempts=0,

@@ -20,6 +20,7 @@ from relos.store.base import (
     PENDING,
     SUCCESS,
     ListFilter,
+    WorkflowRow,
 )
 
 if TYPE_CHECKING:
@@ -76,25 +77,38 @@ def fork(rt: Runtime, workflow_id: str, start_step: int, *, new_workflow_id: str
     src = _row(rt, workflow_id)
     registry.get_workflow(src.name)  # fail before writing if the function is unknown
     new_id = new_workflow_id or ids.new_id()
-    now = clock.now_ms()
-    new = type(src)(**{**vars(src)})
+    new = fork_row(src, new_id, clock.now_ms(),
+                   application_version=application_version or rt.app_version,
+                   executor_id=rt.config.executor_id)
+    rt.store.fork_workflow(workflow_id, new_id, start_step, new)
+    workflow.recover(rt, new_id)
+    return new_id
+
+
+def fork_row(src: WorkflowRow, new_id: str, now: int, *,
+             application_version: str | None = None,
+             executor_id: str | None = None) -> WorkflowRow:
+    """The row of a fork of ``src``: its name and inputs, PENDING with no owner,
+    out of any queue, no outcome, no deadline, not suspended; the application
+    version and executor ID given, else ``src``'s."""
+    new = WorkflowRow(**vars(src))
     new.workflow_id = new_id
     new.status = PENDING
     new.owner = None
     new.output = new.error = None
-    new.created_at = new.updated_at = now
+    new.created_at = new.updated_at = new.started_at = now
     new.completed_at = None
     new.recovery_attempts = 0
-    new.forked_from = workflow_id
+    new.forked_from = src.workflow_id
     new.deadline_epoch_ms = None
     new.wake_at_epoch_ms = new.waiting_for = None  # the fork runs now, not when src wakes
     new.queue_name = None
     new.deduplication_id = None
-    new.application_version = application_version or rt.app_version
-    new.executor_id = rt.config.executor_id
-    rt.store.fork_workflow(workflow_id, new_id, start_step, new)
-    workflow.recover(rt, new_id)
-    return new_id
+    if application_version is not None:
+        new.application_version = application_version
+    if executor_id is not None:
+        new.executor_id = executor_id
+    return new
 
 
 def _epoch_ms(value: Any, what: str) -> int | None:

@@ -147,7 +147,7 @@ def _raise_gc_threshold(least: int) -> tuple[int, int, int] | None:
 
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, create_database: bool = True) -> None:
         self.config = config
         self.serializer: Serializer = get_serializer(config.serializer)
         self.instance_id = uuid.uuid4().hex
@@ -157,6 +157,7 @@ class Runtime:
             config.system_database_url, sqlite_synchronous=config.sqlite_synchronous,
             sqlite_busy_timeout=config.sqlite_busy_timeout_seconds,
             schema=config.system_database_schema, pool_size=config.database_pool_size,
+            create_database=create_database,
         )
         self.app_store: SQLStore | None = None
         self.committer = GroupCommitter(self.store)

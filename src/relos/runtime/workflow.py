@@ -454,6 +454,15 @@ def result_from_row(rt: Runtime, row: WorkflowRow) -> Any:
     raise AssertionError(f"status {row.status} is not terminal")
 
 
+#: A workflow running in another process is awaited by reading its row: the
+#: first reading this long after the first, each next one twice as long after
+#: the last, up to the poll interval (no notice of its end reaches this
+#: process: a short workflow's result is read within tens of milliseconds of
+#: its end, where a steady poll interval would add up to a second on
+#: PostgreSQL).
+RESULT_FIRST_POLL_SECONDS = 0.01
+
+
 def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> Any:
     """Block until the workflow finishes (here or in any process); its result."""
     import time
@@ -466,6 +475,7 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
     keys = [("status", workflow_id)]
     if waiter is not None:
         keys.append(("cancel", waiter.workflow_id))
+    poll = RESULT_FIRST_POLL_SECONDS
     with rt.notifier.subscribe(keys) as woke:
         while True:
             woke.clear()
@@ -499,7 +509,8 @@ def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> 
             if row.status not in (PENDING, ENQUEUED, DELAYED):
                 raise errors.StoreError(
                     f"workflow {workflow_id!r} has unknown status {row.status}")
-            remaining = rt.poll_interval
+            remaining = min(poll, rt.poll_interval)
+            poll *= 2
             if end is not None:
                 remaining = min(remaining, end - time.monotonic())
                 if remaining <= 0:
