@@ -454,13 +454,14 @@ def result_from_row(rt: Runtime, row: WorkflowRow) -> Any:
     raise AssertionError(f"status {row.status} is not terminal")
 
 
-#: A workflow running in another process is awaited by reading its row: the
-#: first reading this long after the first, each next one twice as long after
-#: the last, up to the poll interval (no notice of its end reaches this
-#: process: a short workflow's result is read within tens of milliseconds of
-#: its end, where a steady poll interval would add up to a second on
-#: PostgreSQL).
-RESULT_FIRST_POLL_SECONDS = 0.01
+#: A workflow running in another process is awaited by reading its row (no
+#: notice of its end reaches this process): the second reading this long
+#: after the first, each next one twice as long after the last, up to the
+#: poll interval. A short workflow's result is read within milliseconds of
+#: its end, where a steady poll interval added up to a second on PostgreSQL
+#: (benchmarks/bench_client.py: 1,003 -> 2.9 ms p50 for a one-step workflow,
+#: at most 10 readings in its first second for a long one).
+RESULT_FIRST_POLL_SECONDS = 0.002
 
 
 def wait_result(rt: Runtime, workflow_id: str, timeout: float | None = None) -> Any:
