@@ -151,8 +151,9 @@ class DBOSClient:
         try:
             _check_schema(rt)
             rt._database_time()  # (this process's clock set to the server's if they differ)
-            if cfg.use_listen_notify:  # (messages, events and streams wake waiters)
-                rt.store.start_listener(rt.notifier.notify, queues=False)
+            if cfg.use_listen_notify:  # (messages, events, streams, results wake waiters)
+                rt.store.start_listener(rt.notifier.notify, queues=False,
+                                        waited=rt.notifier.waited)
         except BaseException:
             rt.store.close()
             rt.committer.close()

@@ -333,3 +333,64 @@ def test_concurrent_appends_to_one_stream_all_land(
     assert [(pos, closed) for pos, _, closed in entries] == [(0, False), (1, False)]
     assert sorted(v for _, v, _ in entries) == ['"A"', '"B"']
     assert list(store.load_steps("wf")) == [10]
+
+
+# --- SQLite: waits told of other connections' writes --------------------------------------
+
+
+def test_sqlite_listener_tells_waits_of_other_connections_writes(store, db_url, make_workflow):
+    """SQLite cannot announce a message, an event, a stream entry or a
+    finished workflow: a process's listener watches the file's commit count
+    and, for the channels its waiters wait on at the time, tells of the
+    workflows whose rows since concern them, also those written just after a
+    wait began; not of channels nobody waits on, nor of what was written
+    while nobody waited."""
+    if store.backend != "sqlite":
+        pytest.skip("PostgreSQL announces them by NOTIFY")
+    from relos.store import open_store
+
+    for wid in ("to", "ev", "st", "done", "early"):
+        store.insert_workflow(make_workflow(wid))
+    store.send("early", "t", '"before"', "m-early", None, T0, None)
+    waited = {"notifications", "events", "streams", "status", "cancel"}
+    heard: list[tuple[str, str]] = []
+    listening = open_store(db_url)
+
+    def wait_for(expected: list[tuple[str, str]]) -> None:
+        deadline = time.monotonic() + 10
+        while len(heard) < len(expected):
+            assert time.monotonic() < deadline, f"heard {heard}, expected {expected}"
+            time.sleep(0.01)
+        time.sleep(0.2)  # (and nothing more)
+        assert sorted(heard) == sorted(expected)
+        heard.clear()
+
+    try:
+        listening.start_listener(lambda channel, key: heard.append((channel, key)),
+                                 queues=False, waited=lambda: frozenset(waited))
+        time.sleep(0.3)  # (the listener takes its baselines)
+        store.send("to", "t", '"hi"', "m1", None, T0, None)
+        wait_for([("notifications", "to")])
+        store.set_event("ev", "k", '"v"', T0, None)
+        store.write_stream("st", "k", '"s"', False, T0, None, None)
+        store.complete_workflow("done", "SUCCESS", '"ok"', None, T0)
+        wait_for([("events", "ev"), ("streams", "st"), ("status", "done")])
+        # a channel nobody waits on any more is not told of
+        waited.discard("notifications")
+        time.sleep(0.2)
+        store.send("to", "t", '"unheard"', "m2", None, T0, None)
+        store.set_event("ev", "k", '"v2"', T0, None)
+        wait_for([("events", "ev")])
+        # waited on again: told of what comes after, not of what came before
+        waited.add("notifications")
+        time.sleep(0.2)
+        store.send("early", "t", '"after"', "m3", None, T0, None)
+        wait_for([("notifications", "early")])
+        # a write right after a wait began, before the listener saw the wait
+        waited.discard("streams")
+        time.sleep(0.2)
+        waited.add("streams")
+        store.write_stream("st", "k", '"s2"', False, T0, None, None)
+        wait_for([("streams", "st")])
+    finally:
+        listening.close()

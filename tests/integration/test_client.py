@@ -297,3 +297,19 @@ def test_a_process_without_the_code_enqueues_and_waits(dbos: Any, db_url: str) -
     assert result == repr({"n": 21, "note": "from a script", "id": workflow_id})
     assert time.monotonic() - started < 120
     assert DBOS.get_workflow_status(workflow_id).status == SUCCESS  # type: ignore[union-attr]
+
+
+def test_waits_across_processes_are_told_not_polled(launch: Any, db_url: str) -> None:
+    """With a 30 s poll interval on both sides, a message, an event and a
+    result still cross between the client and the application at once: by
+    NOTIFY (PostgreSQL), by each process watching the file's commits (SQLite),
+    and for a result by the handle's early re-readings."""
+    launch(poll_interval_seconds=30, suspend_after_seconds=None)
+    with DBOSClient(db_url, poll_interval_seconds=30) as c:
+        started = time.monotonic()
+        for _ in range(3):
+            handle = DBOS.start_workflow(talk)
+            assert c.get_event(handle.workflow_id, "ready", timeout_seconds=60) == "yes"
+            c.send(handle.workflow_id, "now", topic="in")
+            assert c.retrieve_workflow(handle.workflow_id).get_result() == "now"
+        assert time.monotonic() - started < 20  # (polling alone: at least 90 s)

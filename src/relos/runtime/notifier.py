@@ -4,7 +4,8 @@ A waiter (``recv``, ``get_event``, ``read_stream``, ``get_result``, a sleeping
 workflow) registers one event under the keys it cares about, e.g.
 ``("notifications", workflow_id)`` and ``("cancel", workflow_id)``, then waits
 at most one poll interval before re-reading the database. Local writes and,
-on PostgreSQL, NOTIFY from other processes call :meth:`Notifier.notify`, so
+on PostgreSQL, NOTIFY from other processes (on SQLite, the listener that
+watches the file's commits) call :meth:`Notifier.notify`, so
 the wait usually ends as soon as there is something to read; the poll is the
 fallback that keeps correctness independent of notifications.
 """
@@ -12,6 +13,7 @@ fallback that keeps correctness independent of notifications.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,6 +28,8 @@ class Notifier:
         #: the current one without taking the lock (notify runs several times
         #: per workflow; subscriptions are rarer).
         self._waiters: dict[Key, frozenset[threading.Event]] = {}
+        #: How many subscriptions name each channel (see ``waited``).
+        self._channels: Counter[str] = Counter()
 
     @contextmanager
     def subscribe(self, keys: list[Key]) -> Iterator[threading.Event]:
@@ -38,16 +42,24 @@ class Notifier:
         with self._lock:
             for key in keys:
                 self._waiters[key] = self._waiters.get(key, frozenset()) | {event}
+                self._channels[key[0]] += 1
         try:
             yield event
         finally:
             with self._lock:
                 for key in keys:
+                    self._channels[key[0]] -= 1
                     left = self._waiters.get(key, frozenset()) - {event}
                     if left:
                         self._waiters[key] = left
                     else:
                         self._waiters.pop(key, None)
+
+    def waited(self) -> frozenset[str]:
+        """The channels something waits on now (SQLite's listener reads what
+        changed for these only)."""
+        with self._lock:
+            return frozenset(c for c, n in self._channels.items() if n > 0)
 
     def wait(self, keys: list[Key], timeout: float) -> bool:
         """Block until one of ``keys`` is notified or ``timeout`` seconds pass.

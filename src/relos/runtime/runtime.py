@@ -234,7 +234,8 @@ class Runtime:
         if self.config.use_listen_notify:
             # A process that dequeues nothing would only wake up for every
             # enqueue of every process (its own included) to do nothing.
-            self.store.start_listener(self.notifier.notify, queues=dequeues)
+            self.store.start_listener(self.notifier.notify, queues=dequeues,
+                                      waited=self.notifier.waited)
         _freeze_startup_objects()
         self._gc_before = _raise_gc_threshold(self.config.gc_threshold)
         self.launched = True

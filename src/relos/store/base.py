@@ -85,7 +85,8 @@ class SystemStore(abc.ABC):
 
     @abc.abstractmethod
     def start_listener(self, on_change: Callable[[str, str], None],
-                       queues: bool = True) -> None:
+                       queues: bool = True,
+                       waited: Callable[[], frozenset[str]] | None = None) -> None:
         """Call ``on_change(channel, key)`` from a background thread when another
         process sends a message, sets an event or writes a stream (channels
         ``notifications``, ``events``, ``streams``; the key is the workflow ID) or
@@ -95,9 +96,13 @@ class SystemStore(abc.ABC):
         tells that an executor serving a queue is full (channel
         ``queues_full``, the key is the queue name: :meth:`announce_full`).
         Where the backend cannot announce changes (``pushes_notifications`` is
-        False: SQLite) only enqueues are told of, when ``queues`` is True: soon
+        False: SQLite) enqueues are told of, when ``queues`` is True, soon
         after another connection inserted workflows that still wait in a queue
-        (not workflows put back in one)."""
+        (not workflows put back in one); and, for the channels ``waited()``
+        names at the time (``notifications``, ``events``, ``streams``, and
+        ``status``: the key is a workflow that finished), soon after another
+        connection wrote what concerns them. Either way a waiter still polls:
+        this only shortens waits."""
 
     def announce_full(self, queue_name: str) -> None:
         """Tell the other executors serving the queue that this one heard an

@@ -438,7 +438,9 @@ class PostgresStore(SQLStore):
             return int(self._execute(_CLOCK_SQL, (), ONE)[0])
 
     def start_listener(self, on_change: Callable[[str, str], None],
-                       queues: bool = True) -> None:
+                       queues: bool = True,
+                       waited: Callable[[], frozenset[str]] | None = None) -> None:
+        # (NOTIFY tells of messages, events and streams whoever waits)
         if self._listener is not None:
             return
         channels = [c for c in _CHANNELS

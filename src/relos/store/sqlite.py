@@ -9,15 +9,17 @@ so two writers never deadlock upgrading a read lock.
 SQLite cannot announce another process's commit, so waiters poll. It does
 count, for each connection, the commits other connections made to the file
 (``PRAGMA data_version``: read from the shared WAL index, no disk I/O, no
-lock). The listener of a process that dequeues reads that count (every
-``CHANGE_WATCH_SECONDS`` while work keeps coming, else every
-``CHANGE_WATCH_IDLE_SECONDS``); when it moved, it reads which queues the workflows
-inserted since (a rowid range) still wait in, and tells of each as
-PostgreSQL's NOTIFY does: in a steady flow, another process's enqueue starts
-within tens of milliseconds instead of at the next poll. Not told: this process's other
-writes (its step records, its claims), its own enqueues once claimed (its
-runner was woken in-process, and has usually claimed them by then), and
-workflows put back in a queue (recovery, resume), which the poll finds.
+lock). A process's listener reads that count (every ``CHANGE_WATCH_SECONDS``
+while work keeps coming or something waits, else every
+``CHANGE_WATCH_IDLE_SECONDS``); when it moved, it reads what the rows written
+since (rowid ranges) concern, and tells as PostgreSQL's NOTIFY does: for a
+process that dequeues, the queues newly inserted workflows still wait in
+(another process's enqueue starts within tens of milliseconds instead of at
+the next poll); for the waits under way in the process (``recv``,
+``get_event``, ``read_stream``, a result), the workflows that got a message,
+an event or a stream entry, or finished. Not told: workflows put back in a
+queue (recovery, resume), which the poll finds, and what was written before
+a wait began (the waiter reads that itself).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 from relos import errors
 from relos.store import migrations
-from relos.store.base import check_isolation
+from relos.store.base import TERMINAL_STATUSES, check_isolation
 from relos.store.sql import ONE, ROWCOUNT, SQLStore
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -50,6 +52,24 @@ CHANGE_WATCH_IDLE_SECONDS = 0.1
 _HIGHEST = "SELECT max(rowid) FROM workflow_status"
 _WAITING = ("SELECT DISTINCT queue_name FROM workflow_status WHERE rowid > ? AND rowid <= ? "
             "AND status IN ('ENQUEUED', 'DELAYED') AND queue_name IS NOT NULL")
+
+
+def _wait_source(table: str, column: str, condition: str = "") -> tuple[str, str]:
+    return (f"SELECT max(rowid) FROM {table}",
+            f"SELECT DISTINCT {column} FROM {table} WHERE rowid > ? AND rowid <= ?{condition}")
+
+
+#: For each channel waiters wait on: the highest rowid of the table whose new
+#: rows concern them, and the workflows of its rows in a rowid range (a
+#: message's destination; the workflow of an event or stream entry; a
+#: workflow that finished).
+_WAIT_SOURCES = {
+    "notifications": _wait_source("notifications", "destination_id"),
+    "events": _wait_source("workflow_events_history", "workflow_id"),
+    "streams": _wait_source("streams", "workflow_id"),
+    "status": _wait_source("workflow_status_history", "workflow_id", " AND status IN ("
+                           + ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES)) + ")"),
+}
 
 
 #: SQLite's result codes for a lock held by another connection (SQLITE_BUSY,
@@ -268,45 +288,69 @@ class SQLiteStore(SQLStore):
                        .fetchone()[0])
 
     def start_listener(self, on_change: Callable[[str, str], None],
-                       queues: bool = True) -> None:
+                       queues: bool = True,
+                       waited: Callable[[], frozenset[str]] | None = None) -> None:
         """With ``queues``: ``on_change("queues", name)`` soon after another
-        connection inserted workflows that wait in the queue ``name`` (see the
-        module documentation); nothing else is announced."""
-        if not queues or self._listener is not None:
+        connection inserted workflows that wait in the queue ``name``; for each
+        channel ``waited()`` names, ``on_change(channel, workflow_id)`` soon
+        after another connection wrote a message to the workflow, an event or
+        a stream entry of it, or finished it (see the module documentation)."""
+        if (not queues and waited is None) or self._listener is not None:
             return
-        # What is there now is the dequeuers' to find; what comes after is told.
+        # What is there now is the dequeuers' and waiters' to find; what
+        # comes after is told.
         with self._errors():
-            top = self._connection().execute(_HIGHEST).fetchone()[0] or 0
-        self._listener = threading.Thread(target=self._watch_changes, args=(on_change, top),
+            conn = self._connection()
+            top = conn.execute(_HIGHEST).fetchone()[0] or 0 if queues else None
+            seen = {channel: conn.execute(highest).fetchone()[0] or 0
+                    for channel, (highest, _) in _WAIT_SOURCES.items()} if waited else {}
+        self._listener = threading.Thread(target=self._watch_changes,
+                                          args=(on_change, top, seen, waited or frozenset),
                                           name="relos-sqlite-watch", daemon=True)
         self._listener.start()
 
-    def _watch_changes(self, on_change: Callable[[str, str], None], top: int) -> None:
+    def _watch_changes(self, on_change: Callable[[str, str], None], top: int | None,
+                       seen: dict[str, int], waited: Callable[[], frozenset[str]]) -> None:
+        # top: the highest rowid of workflow_status read (None: enqueues are
+        # not told of); seen: per channel, the highest rowid of its table read,
+        # kept whether or not anything waits on it, so that a wait that begins
+        # (having read the database) between two readings is told of all that
+        # came after its own reading.
         last: int | None = None  # the commit count last read
-        # (top: the highest rowid of workflow_status when it was read)
         found_at = float("-inf")  # when new work was last found (monotonic)
-        while not self._stop.wait(
-                CHANGE_WATCH_SECONDS if time.monotonic() - found_at < CHANGE_WATCH_FAST_FOR
-                else CHANGE_WATCH_IDLE_SECONDS):
+        pause = CHANGE_WATCH_IDLE_SECONDS
+        while not self._stop.wait(pause):
             try:
                 conn = self._connection()
+                channels = waited() & seen.keys()
+                fast = bool(channels) or time.monotonic() - found_at < CHANGE_WATCH_FAST_FOR
+                pause = CHANGE_WATCH_SECONDS if fast else CHANGE_WATCH_IDLE_SECONDS
                 count = conn.execute("PRAGMA data_version").fetchone()[0]
                 if count == last:
                     continue
-                highest = conn.execute(_HIGHEST).fetchone()[0] or 0
-                # (rows inserted after that reading are looked at next time:
-                # their commit moves the count again)
-                waiting = [r[0] for r in conn.execute(_WAITING, (top, highest))]
+                told: list[tuple[str, str]] = []
+                if top is not None:
+                    highest = conn.execute(_HIGHEST).fetchone()[0] or 0
+                    # (rows inserted after that reading are looked at next
+                    # time: their commit moves the count again)
+                    told += [("queues", r[0]) for r in conn.execute(_WAITING, (top, highest))]
+                    if told:
+                        found_at = time.monotonic()
+                    top = highest
+                for channel, since in seen.items():
+                    highest_sql, rows_sql = _WAIT_SOURCES[channel]
+                    highest = conn.execute(highest_sql).fetchone()[0] or 0
+                    if highest > since and channel in channels:
+                        told += [(channel, r[0]) for r in conn.execute(rows_sql, (since, highest))]
+                    seen[channel] = highest
             except (sqlite3.Error, errors.RelosError):
                 # (closed meanwhile, or the file is unreadable now: the
-                # dequeuers' polling goes on regardless)
+                # dequeuers' and waiters' polling goes on regardless)
                 last = None
                 continue
-            if waiting:
-                found_at = time.monotonic()
-                for queue_name in waiting:
-                    on_change("queues", queue_name)
-            last, top = count, highest
+            for channel, key in told:
+                on_change(channel, key)
+            last = count
 
     def close(self) -> None:
         self._stop.set()
