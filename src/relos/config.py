@@ -61,9 +61,11 @@ class Config:
     #: How often a waiter re-reads the database; None picks 0.1 s on SQLite and
     #: 1 s on PostgreSQL (where NOTIFY wakes waiters at once).
     poll_interval_seconds: float | None = None
-    #: PostgreSQL only: wake waiters and idle dequeuers with LISTEN/NOTIFY. Turn
-    #: off behind a connection pooler in transaction mode (PgBouncer), which
-    #: cannot hold a LISTEN; polling alone then finds new work.
+    #: Wake waiters and idle dequeuers of other processes' writes: with
+    #: LISTEN/NOTIFY on PostgreSQL, by a thread watching the file's commit
+    #: count on SQLite. Turn off behind a connection pooler in transaction mode
+    #: (PgBouncer), which cannot hold a LISTEN; polling alone then finds new
+    #: work.
     use_listen_notify: bool = True
     #: A workflow waiting in DBOS.sleep, DBOS.recv or DBOS.get_event longer than
     #: this is suspended: its thread is released and any executor resumes it

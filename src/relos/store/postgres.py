@@ -53,6 +53,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra insta
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x72656C6F73  # "relos": serialises concurrent migrators
+#: How long ``start_listener`` waits for its connection to listen.
+LISTEN_WAIT_SECONDS = 5.0
 _CHANNELS = {"relos_notifications": "notifications", "relos_events": "events",
              "relos_streams": "streams", "relos_queues": "queues", "relos_wake": "wake",
              "relos_queues_full": "queues_full"}
@@ -445,12 +447,18 @@ class PostgresStore(SQLStore):
             return
         channels = [c for c in _CHANNELS
                     if queues or _CHANNELS[c] not in ("queues", "queues_full")]
+        listening = threading.Event()
         self._listener = threading.Thread(
-            target=self._listen, args=(on_change, channels), name="relos-pg-listener",
-            daemon=True)
+            target=self._listen, args=(on_change, channels, listening),
+            name="relos-pg-listener", daemon=True)
         self._listener.start()
+        # Back once it listens, so that nothing sent after the launch goes
+        # unheard (a wait begun meanwhile would be found by its poll only);
+        # not held up long by a server that lets the pool in but not this.
+        listening.wait(LISTEN_WAIT_SECONDS)
 
-    def _listen(self, on_change: Callable[[str, str], None], channels: list[str]) -> None:
+    def _listen(self, on_change: Callable[[str, str], None], channels: list[str],
+                listening: threading.Event) -> None:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.url, autocommit=True, **self._named) as conn:
@@ -458,6 +466,7 @@ class PostgresStore(SQLStore):
                         conn.execute(f"LISTEN {channel}")
                     echoes = self.echoes
                     echoes.reset(listening=QUEUES in channels)
+                    listening.set()
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
                             if n.channel == QUEUES and echoes.heard(n.pid, n.payload):
