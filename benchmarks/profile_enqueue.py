@@ -11,6 +11,10 @@ what each layer adds:
 ``pooled libpq``               one pooled connection checked out, the prepared
                                INSERT run through libpq, the connection returned
 ``libpq``                      the prepared INSERT alone on a held connection
+``libpq, trigger's history``   the same row by the INSERT that leaves its history
+                               row to the status trigger (relos's before
+                               migration 18, still its INSERT inside a larger
+                               transaction)
 ``floor: cursor INSERT``       bench_queue.py's floor: a bare single-row INSERT
                                through a psycopg cursor (prepared)
 =============================  ====================================================
@@ -81,7 +85,8 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[tuple[float, fl
     row = store.get_workflow(profile_queue.enqueue(task, 0).workflow_id)
     assert row is not None
     row = dataclasses.replace(row, status="ENQUEUED")
-    sql, params = queue_sql._bulk_insert(store.prefix, [row], False)
+    sql, params = queue_sql._bulk_insert(store.prefix, [row], False, own_history=True)
+    by_trigger, trigger_params = queue_sql._bulk_insert(store.prefix, [row], False)
 
     def fresh(_: int) -> list[WorkflowRow]:
         return [dataclasses.replace(row, workflow_id=new_id())]
@@ -96,6 +101,10 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[tuple[float, fl
     def direct(_: int) -> None:
         params[0] = new_id()
         libpq.run(held, sql, params)
+
+    def direct_by_trigger(_: int) -> None:
+        trigger_params[0] = new_id()
+        libpq.run(held, by_trigger, trigger_params)
 
     floor = psycopg.connect(url, autocommit=True, prepare_threshold=0)
     floor.execute("CREATE TABLE IF NOT EXISTS profile_floor (id TEXT PRIMARY KEY, "
@@ -112,6 +121,7 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[tuple[float, fl
             store, fresh(i), None, False),
         "pooled libpq": pooled,
         "libpq": direct,
+        "libpq, trigger's history": direct_by_trigger,
         "floor: cursor INSERT": floor_insert,
     }
     out: dict[str, list[tuple[float, float, float]]] = {name: [] for name in layers}
@@ -133,11 +143,11 @@ def main() -> None:
     args = parser.parse_args()
     with database("postgres") as url:
         results = measure(url, args.calls, args.repeat)
-    print(f"{'layer':24s} {'wall µs':>9s} {'user µs':>9s} {'system µs':>10s}   (medians of "
+    print(f"{'layer':26s} {'wall µs':>9s} {'user µs':>9s} {'system µs':>10s}   (medians of "
           f"{args.repeat} blocks of {args.calls} calls)")
     for name, runs in results.items():
         wall, user, system = (statistics.median(r[k] for r in runs) for k in range(3))
-        print(f"{name:24s} {wall:9.0f} {user:9.1f} {system:10.1f}")
+        print(f"{name:26s} {wall:9.0f} {user:9.1f} {system:10.1f}")
 
 
 if __name__ == "__main__":

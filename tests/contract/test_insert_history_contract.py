@@ -86,27 +86,52 @@ def test_started_child_and_forked_workflows_have_one_history_row_each(
 
 def test_rows_inserted_by_plain_sql_are_recorded_too(store: SystemStore, sql: Sql) -> None:
     """Also on a connection whose earlier transaction was relos's own
-    insert (which sets a transaction-local setting for the trigger)."""
+    insert (which sets a transaction-local setting for the trigger: the
+    caller announces, or, migration 18, the statement wrote its history
+    itself and the trigger does not run)."""
     store.enqueue([queued("relos-1")])
     insert = ("INSERT INTO {p}workflow_status (workflow_id, status, name, executor_id, "
               "created_at, updated_at, queue_name, owner) VALUES (?, 'ENQUEUED', 'queued_wf', "
               "'x', 0, 7, 'q', 'someone')")
     sql(store, insert, "plain-1")
+    plain = ["plain-1"]
     if store.backend == "postgres":
-        # On one connection: relos's single-row statement, then plain SQL.
+        # On one connection: relos's single-row statements, each followed by plain SQL.
         from relos.store import queue_sql
-        statement, params = queue_sql._bulk_insert(store.prefix,  # type: ignore[attr-defined]
-                                                   [queued("relos-2")], True)
         with store.raw_connection() as conn:  # type: ignore[attr-defined]
-            conn.execute(statement, params)
-            conn.execute(insert.format(p=store.prefix).replace("?", "%s"),  # type: ignore[attr-defined]
-                         ("plain-2",))
+            for n, own_history in ((2, False), (3, True)):
+                statement, params = queue_sql._bulk_insert(  # type: ignore[attr-defined]
+                    store.prefix, [queued(f"relos-{n}")], False, own_history)
+                assert conn.execute(statement, params).fetchall()[0][0] == f"relos-{n}"
+                conn.execute(insert.format(p=store.prefix).replace("?", "%s"),  # type: ignore[attr-defined]
+                             (f"plain-{n}",))
+                plain.append(f"plain-{n}")
     else:
         store.enqueue([queued("relos-2")])
         sql(store, insert, "plain-2")
+        plain.append("plain-2")
     found = history(sql, store)
-    for plain in ("plain-1", "plain-2"):
-        row = store.get_workflow(plain)
+    for name in plain:
+        row = store.get_workflow(name)
         assert row is not None and row.owner == "someone" and row.updated_at == 7
-        assert found[plain] == [recorded(row)]
-    assert found["relos-1"] == found["relos-2"] == [recorded(queued("relos-1"))]
+        assert found[name] == [recorded(row)]
+    relos_rows = [w for w in found if w.startswith("relos-")]
+    assert len(relos_rows) == len(plain)
+    for name in relos_rows:
+        assert found[name] == [recorded(queued("relos-1"))]
+
+
+def test_a_single_enqueue_with_its_parents_step_has_one_history_row(
+        store: SystemStore, sql: Sql, make_workflow: Callable[..., WorkflowRow]) -> None:
+    """A single enqueue from a workflow (its transaction also records the
+    parent's step) is recorded by the trigger; one without a step (its own
+    transaction) by its statement: one history row each either way."""
+    parent = make_workflow("parent")
+    assert store.insert_workflow(parent) is None
+    step = StepRow("parent", 0, "enqueue", "workflow", '"in-step"', None, T0, T0)
+    with_step, alone = queued("in-step", at=3), queued("alone", at=4, owner="o")
+    assert store.enqueue([with_step], step) == [None]
+    assert store.enqueue([alone]) == [None]
+    found = history(sql, store)
+    assert found["in-step"] == [recorded(with_step)]
+    assert found["alone"] == [recorded(alone)]

@@ -166,7 +166,7 @@ def enqueue_postgres(
     step to record, that statement is the transaction: one round trip."""
     if len(rows) == 1:
         rows = [rows[0]]  # (a RowBatch makes its row at each reading: once is enough)
-    sql, params = _bulk_insert(store.prefix, rows, quiet)
+    sql, params = _bulk_insert(store.prefix, rows, quiet, own_history=step is None)
     # (its statement, or for several rows the status trigger, announces the
     # queues it inserts rows in, unless quiet)
     echo = store.echoes.enqueuing(rows, quiet)
@@ -189,17 +189,20 @@ def enqueue_postgres(
             return results
 
 
-def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
-                 ) -> tuple[str, list[Any]]:
+def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool,
+                 own_history: bool = False) -> tuple[str, list[Any]]:
     """An INSERT of ``rows`` as one statement. The columns whose value differs
     between rows (usually just the IDs and the inputs) come from one JSON
     parameter, read by ``json_to_recordset``; a column with one value for all
     rows is one parameter (one row: every column, the same statement text
-    each time, prepared once per connection)."""
+    each time, prepared once per connection).
+
+    ``own_history`` (one row, in a statement that is its transaction's only
+    one): the statement writes the row's history itself (see :func:`_insert_sql`)."""
     if len(rows) == 1:
         row = rows[0]
         announce = not quiet and row.status in QUEUED_STATUSES and row.queue_name is not None
-        return (_insert_sql(prefix, (), True, announce),
+        return (_insert_sql(prefix, (), True, announce, own_history),
                 list(map(vars(row).__getitem__, WORKFLOW_COLUMNS)))
     dicts = [vars(r) for r in rows]
     first = dicts[0]
@@ -220,7 +223,7 @@ def _bulk_insert(prefix: str, rows: Sequence[WorkflowRow], quiet: bool
 
 @functools.lru_cache(maxsize=64)
 def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
-                announce: bool = False) -> str:
+                announce: bool = False, own_history: bool = False) -> str:
     """The INSERT of :func:`_bulk_insert` whose ``varying`` columns come from
     the JSON parameter (the last one), the rest from one parameter each;
     ``quiet``: the status trigger leaves the NOTIFY to the caller.
@@ -228,16 +231,42 @@ def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
     the rows it inserts. A single row's statement does so rather than leave it
     to the trigger's two queries over the transition table (is a row
     ENQUEUED, to which queues): pgbench, one client, commits not waited for,
-    212 -> 189 µs per enqueue statement (medians of eight alternated runs)."""
+    212 -> 189 µs per enqueue statement (medians of eight alternated runs).
+
+    ``own_history``: the statement also writes the inserted rows' history
+    rows and tells the insert trigger, whose ``WHEN`` reads the setting, not
+    to run at all (migration 18). For a statement that is its transaction's
+    only one: the setting lasts until the transaction ends. The trigger's
+    work (a PL/pgSQL call reading a transition table, then a query of its
+    own) cost about 30 µs of the server's time per single enqueue (pgbench,
+    one client, commits waited for, medians of three alternated runs: 286 ->
+    258 µs)."""
     select = [f"u.{c}" if c in varying else f"%s::{_KINDS[c]}" for c in WORKFLOW_COLUMNS]
-    sources = [f"({QUIET}) AS quiet"] if quiet else []
+    sources = [f"({OWN_HISTORY if own_history else QUIET}) AS quiet"] if quiet else []
     if varying:
         sources.append("json_to_recordset(%s::json) AS u("
                        + ", ".join(f"{c} {_KINDS[c]}" for c in varying) + ")")
     source = f" FROM {', '.join(sources)}" if sources else ""
-    return (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
-            f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING workflow_id"
-            + (", pg_notify('relos_queues', queue_name)" if announce else ""))
+    notify = ", pg_notify('relos_queues', queue_name)" if announce else ""
+    insert = (f"INSERT INTO {prefix}workflow_status ({', '.join(WORKFLOW_COLUMNS)}) "
+              f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING ")
+    if not own_history:
+        return f"{insert}workflow_id{notify}"
+    kept, read = _HISTORY
+    return (f"WITH ins AS ({insert}{', '.join(read)}, queue_name), "
+            f"hist AS (INSERT INTO {prefix}workflow_status_history ({', '.join(kept)}) "
+            f"SELECT {', '.join(read)} FROM ins) SELECT workflow_id{notify} FROM ins")
+
+
+#: The setting (local to one transaction) under which the status table's
+#: insert trigger does not run (migration 18): the statement that sets it
+#: writes its rows' history itself.
+OWN_HISTORY = "SELECT set_config('relos.announce', 'self', true)"
+#: The status-history columns an insert fills, and the status columns read for them.
+_HISTORY = (("workflow_id", "status", "owner", "executor_id", "recovery_attempts",
+             "authenticated_user", "at"),
+            ("workflow_id", "status", "owner", "executor_id", "recovery_attempts",
+             "authenticated_user", "updated_at"))
 
 
 #: The PostgreSQL type of each workflow_status column, as json_to_recordset reads it.
