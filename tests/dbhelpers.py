@@ -69,6 +69,20 @@ def eventually(check: Any, timeout: float = 10.0, interval: float = 0.02,
         time.sleep(interval)
 
 
+def heard_exactly(heard: list[Any], expected: list[Any], timeout: float = 10.0,
+                  quiet: float = 0.2) -> None:
+    """Wait until ``heard`` (appended to by a listener's thread) holds as many
+    items as ``expected``, then ``quiet`` seconds more, and assert that it
+    holds exactly those, in any order; empty it for the next wait."""
+    deadline = time.monotonic() + timeout
+    while len(heard) < len(expected):
+        assert time.monotonic() < deadline, f"heard {heard}, expected {expected}"
+        time.sleep(0.01)
+    time.sleep(quiet)  # (and nothing more)
+    assert sorted(heard) == sorted(expected)
+    heard.clear()
+
+
 def event_history(sql: Any, store: Any, workflow_id: str, key: str) -> list[Any]:
     """The values of every workflow_events_history row of the event, in order
     (``sql`` is the contract tests' fixture: SQL with ``{p}`` and ``?``)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dbhelpers import event_history
+from dbhelpers import event_history, heard_exactly
 from relos import errors
 from relos.store.base import STEP_COLUMNS, StepRow
 
@@ -357,13 +357,7 @@ def test_sqlite_listener_tells_waits_of_other_connections_writes(store, db_url, 
     listening = open_store(db_url)
 
     def wait_for(expected: list[tuple[str, str]]) -> None:
-        deadline = time.monotonic() + 10
-        while len(heard) < len(expected):
-            assert time.monotonic() < deadline, f"heard {heard}, expected {expected}"
-            time.sleep(0.01)
-        time.sleep(0.2)  # (and nothing more)
-        assert sorted(heard) == sorted(expected)
-        heard.clear()
+        heard_exactly(heard, expected)
 
     try:
         listening.start_listener(lambda channel, key: heard.append((channel, key)),

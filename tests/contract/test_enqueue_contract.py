@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from queue_rows import NAMES, T0, dequeue, finish, qrow, queued, status
 
+from dbhelpers import heard_exactly
 from relos import errors
 from relos.store import open_store
 from relos.store.base import (
@@ -302,13 +303,7 @@ def test_sqlite_listener_tells_of_other_connections_enqueues(
     unheard: list[tuple[str, str]] = []
 
     def wait_for(expected: list[tuple[str, str]]) -> None:
-        deadline = time.monotonic() + 10
-        while len(heard) < len(expected):
-            assert time.monotonic() < deadline, f"heard {heard}, expected {expected}"
-            time.sleep(0.01)
-        time.sleep(0.2)  # (and nothing more)
-        assert sorted(heard) == sorted(expected)
-        heard.clear()
+        heard_exactly(heard, expected)
 
     try:
         listening.start_listener(lambda channel, key: heard.append((channel, key)))
