@@ -233,16 +233,18 @@ def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
     ENQUEUED, to which queues): pgbench, one client, commits not waited for,
     212 -> 189 µs per enqueue statement (medians of eight alternated runs).
 
-    ``own_history``: the statement also writes the inserted rows' history
-    rows and tells the insert trigger, whose ``WHEN`` reads the setting, not
-    to run at all (migration 18). For a statement that is its transaction's
-    only one: the setting lasts until the transaction ends. The trigger's
+    ``own_history`` (``quiet`` or not: the trigger does not run): the
+    statement also writes the inserted rows' history rows and tells the
+    insert trigger, whose ``WHEN`` reads the setting, not to run at all
+    (migration 18). For a statement that is its transaction's only one: the
+    setting lasts until the transaction ends. The trigger's
     work (a PL/pgSQL call reading a transition table, then a query of its
     own) cost about 30 µs of the server's time per single enqueue (pgbench,
     one client, commits waited for, medians of three alternated runs: 286 ->
     258 µs)."""
     select = [f"u.{c}" if c in varying else f"%s::{_KINDS[c]}" for c in WORKFLOW_COLUMNS]
-    sources = [f"({OWN_HISTORY if own_history else QUIET}) AS quiet"] if quiet else []
+    setting = OWN_HISTORY if own_history else QUIET if quiet else None
+    sources = [f"({setting}) AS setting"] if setting else []
     if varying:
         sources.append("json_to_recordset(%s::json) AS u("
                        + ", ".join(f"{c} {_KINDS[c]}" for c in varying) + ")")
@@ -252,21 +254,20 @@ def _insert_sql(prefix: str, varying: tuple[str, ...], quiet: bool,
               f"SELECT {', '.join(select)}{source} ON CONFLICT DO NOTHING RETURNING ")
     if not own_history:
         return f"{insert}workflow_id{notify}"
-    kept, read = _HISTORY
-    return (f"WITH ins AS ({insert}{', '.join(read)}, queue_name), "
-            f"hist AS (INSERT INTO {prefix}workflow_status_history ({', '.join(kept)}) "
-            f"SELECT {', '.join(read)} FROM ins) SELECT workflow_id{notify} FROM ins")
+    read = ", ".join(_HISTORY_READ)
+    kept = read.replace("updated_at", "at")
+    return (f"WITH ins AS ({insert}{read}, queue_name), "
+            f"hist AS (INSERT INTO {prefix}workflow_status_history ({kept}) "
+            f"SELECT {read} FROM ins) SELECT workflow_id{notify} FROM ins")
 
 
 #: The setting (local to one transaction) under which the status table's
 #: insert trigger does not run (migration 18): the statement that sets it
 #: writes its rows' history itself.
 OWN_HISTORY = "SELECT set_config('relos.announce', 'self', true)"
-#: The status-history columns an insert fills, and the status columns read for them.
-_HISTORY = (("workflow_id", "status", "owner", "executor_id", "recovery_attempts",
-             "authenticated_user", "at"),
-            ("workflow_id", "status", "owner", "executor_id", "recovery_attempts",
-             "authenticated_user", "updated_at"))
+#: The status columns a history row keeps (``updated_at`` as its ``at``).
+_HISTORY_READ = ("workflow_id", "status", "owner", "executor_id", "recovery_attempts",
+                 "authenticated_user", "updated_at")
 
 
 #: The PostgreSQL type of each workflow_status column, as json_to_recordset reads it.
